@@ -1,0 +1,31 @@
+"""ContactStreamFunction: reacts to contact changes on the contacts table stream.
+
+Today it purges what a deleted or merged-away contact left in its partition (activity and any other
+per-contact items). Each record is processed on its own and reported as a partial batch failure, so a
+failing record is retried (and finally sent to ContactStreamDLQ) without replaying the others.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+from audience import aws
+from audience.contacts.stream import purge_removed_contact
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+def record_handler(record: Any) -> None:
+    purged = purge_removed_contact(aws.client("dynamodb"), os.environ["CONTACTS_TABLE"], record.raw_event)
+    if purged:
+        logger.info("purged deleted contact partition", extra={"items": purged})
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

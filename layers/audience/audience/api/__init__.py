@@ -1,0 +1,1 @@
+"""The REST API: a FastAPI application served on Lambda through Mangum."""

@@ -1,0 +1,196 @@
+"""Request and response models of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audience.contacts.models import Contact
+
+Status = Literal["SUBSCRIBED", "UNSUBSCRIBED", "BLOCKED"]
+ChannelName = Literal["whatsapp", "messenger", "instagram", "telegram", "webchat", "email", "sms", "custom"]
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error, so a client can never set org ids, hashes or versions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChannelIn(Strict):
+    channel: ChannelName
+    user_id: str = Field(min_length=1, max_length=256, description="The contact's id on that channel")
+
+
+class ContactWrite(Strict):
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    full_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32, description="Any format; stored in E.164")
+    status: Status | None = None
+    channels: list[ChannelIn] | None = Field(default=None, max_length=10)
+    custom_fields: dict[str, Any] | None = Field(default=None, max_length=100)
+    tags: list[str] | None = Field(default=None, max_length=30)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent (PATCH semantics), as plain data for the service."""
+        return self.model_dump(exclude_unset=True, mode="json")
+
+
+class CreateContactRequest(ContactWrite):
+    """A new contact: an email or a phone is required."""
+
+
+class UpdateContactRequest(ContactWrite):
+    """Fields to change; omitted fields stay, null clears a field, custom_fields merge (null removes one)."""
+
+
+class IdentityOut(BaseModel):
+    type: str
+    value: str
+
+
+class ContactOut(BaseModel):
+    id: str
+    first_name: str | None
+    last_name: str | None
+    full_name: str | None
+    email: str | None
+    phone: str | None
+    country: str | None
+    status: Status
+    channels: list[dict[str, str]]
+    custom_fields: dict[str, Any]
+    tags: list[str]
+    identities: list[IdentityOut]
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, contact: Contact) -> ContactOut:
+        return cls(
+            id=contact.id,
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+            full_name=contact.display_name(),
+            email=contact.email,
+            phone=contact.phone,
+            country=contact.country,
+            status=contact.status,  # type: ignore[arg-type]
+            channels=contact.channels,
+            custom_fields=contact.custom_fields,
+            tags=contact.tags,
+            identities=[IdentityOut(type=i.type, value=i.value) for i in contact.identities()],
+            created_at=contact.created_at,
+            updated_at=contact.updated_at,
+        )
+
+
+class ContactPage(BaseModel):
+    items: list[ContactOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")
+
+
+class ContactStats(BaseModel):
+    total: int
+    subscribed: int
+    unsubscribed: int
+    blocked: int
+
+
+class BulkCreateRequest(Strict):
+    contacts: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    upsert: bool = False
+
+
+class BulkItemResult(BaseModel):
+    index: int
+    action: Literal["created", "updated", "unchanged", "invalid", "conflict"]
+    contact_id: str | None = None
+    message: str | None = None
+    errors: list[dict[str, Any]] = []
+
+
+class BulkCreateResponse(BaseModel):
+    dry_run: bool
+    summary: dict[str, int]
+    results: list[BulkItemResult]
+
+
+class BulkDeleteRequest(Strict):
+    ids: list[str] = Field(min_length=1, max_length=1000)
+
+
+class BulkDeleteResponse(BaseModel):
+    summary: dict[str, int]
+    results: list[dict[str, str]]
+
+
+class MergeRequest(Strict):
+    source_contact_ids: list[str] = Field(min_length=1, max_length=10)
+
+
+class ActivityOut(BaseModel):
+    id: str
+    type: str
+    at: str
+    data: dict[str, Any]
+
+
+class ActivityPage(BaseModel):
+    items: list[ActivityOut]
+    next_cursor: str | None
+
+
+class CreateFieldRequest(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    type: Literal["string", "number", "boolean", "date", "datetime"]
+    label: str | None = Field(default=None, max_length=200)
+
+
+class FieldOut(BaseModel):
+    name: str
+    type: str
+    label: str
+    created_at: str
+
+
+class CreateApiKeyRequest(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    rate_limit_per_minute: int | None
+    created_at: str
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret; shown only in this response")
+
+
+class OrgOut(BaseModel):
+    id: str
+    name: str
+    default_country: str
+    created_at: str
+
+
+class UpdateOrgRequest(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    default_country: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    fields: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,1 @@
+"""Contacts: the people an org reaches, their identities, fields, tags, status and activity."""

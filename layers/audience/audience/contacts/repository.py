@@ -1,0 +1,573 @@
+"""DynamoDB access for contacts.
+
+Key design (table `ContactsTable`, keys `pk`/`sk`, KEYS_ONLY GSI `gsi1` on `gsi1pk`/`gsi1sk`, stream
+NEW_AND_OLD_IMAGES, TTL `expires_at`). `{s}` is the contact's shard, crc32(contact id) mod 16.
+
+| item        | pk                         | sk                 | gsi1pk                         | gsi1sk              |
+|-------------|----------------------------|--------------------|--------------------------------|---------------------|
+| contact     | `O#{org}#C#{id}`           | `#CONTACT`         | `O#{org}#F#all##{s}`           | `{created_at}#{id}` |
+| facet       | `O#{org}#C#{id}`           | `F#{kind}#{value}` | `O#{org}#F#{kind}#{value}#{s}` | `{created_at}#{id}` |
+| search term | `O#{org}#C#{id}`           | `X#{term}`         | `O#{org}#X#{s}`                | `{term}#{id}`       |
+| activity    | `O#{org}#C#{id}`           | `A#{at}#{ulid}`    |                                |                     |
+| identity    | `O#{org}#I#{type}#{value}` | `#IDENTITY`        |                                |                     |
+| counters    | `O#{org}#N#{s}`            | `#COUNTERS`        |                                |                     |
+
+- Contact by id: get `#CONTACT`; another org's id is simply a different key, so it is never found.
+- Contact by identity: get the identity item (phone E.164, email lower case, channel user id). Identity
+  items are written with `attribute_not_exists(pk) OR contact_id = :me` in the same transaction as the
+  contact, so two concurrent creates with one phone yield one contact.
+- Contacts of an org, newest first, optionally by status, tag or channel (facets) and created range:
+  query the sixteen shards of the facet partition and merge; the cursor is the last sort key returned.
+- Name/identifier prefix search: `begins_with` on the sixteen search partitions.
+- Counters (total, per status, tag and channel) are sharded items updated in the contact's transaction,
+  so counts are exact and never come from scans.
+- Everything a contact owns lives in its partition, so deleting it is one query away; the stream
+  consumer purges what the delete transaction does not (activity, later memberships).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from audience import aws, ids
+from audience.contacts import keys
+from audience.contacts.models import Activity, Contact, Identity, Page
+from audience.contacts.normalize import fold
+from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
+
+MAX_TRANSACTION_ITEMS = 100
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+_SEARCH_END = "\U0010ffff"
+
+
+class IdentityTakenError(ConflictError):
+    """An identity of the contact being written already belongs to another contact."""
+
+    def __init__(self, identity: Identity, owner_id: str | None) -> None:
+        super().__init__(
+            f"{identity.type} {identity.value!r} already belongs to contact {owner_id}",
+            identity_type=identity.type,
+            identity_value=identity.value,
+            contact_id=owner_id,
+        )
+        self.identity = identity
+        self.owner_id = owner_id
+
+
+# -- item mapping ---------------------------------------------------------------------------------
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _SERIALIZER.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(_DESERIALIZER.deserialize(v)) for k, v in item.items()}
+
+
+def contact_to_item(contact: Contact) -> dict[str, Any]:
+    shard = keys.shard_of(contact.id)
+    return {
+        "pk": keys.contact_pk(contact.org_id, contact.id),
+        "sk": keys.CONTACT_SK,
+        "gsi1pk": keys.facet_partition(contact.org_id, "all", "", shard),
+        "gsi1sk": f"{contact.created_at}#{contact.id}",
+        "type": "contact",
+        "id": contact.id,
+        "org_id": contact.org_id,
+        "status": contact.status,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "full_name": contact.full_name,
+        "email": contact.email,
+        "phone": contact.phone,
+        "country": contact.country,
+        "channels": contact.channels or None,
+        "custom_fields": contact.custom_fields or None,
+        "tags": contact.tags or None,
+        "extra_identities": [{"type": i.type, "value": i.value} for i in contact.extra_identities] or None,
+        "version": contact.version,
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+    }
+
+
+def contact_from_item(item: dict[str, Any]) -> Contact:
+    return Contact(
+        id=item["id"],
+        org_id=item["org_id"],
+        status=item["status"],
+        first_name=item.get("first_name"),
+        last_name=item.get("last_name"),
+        full_name=item.get("full_name"),
+        email=item.get("email"),
+        phone=item.get("phone"),
+        country=item.get("country"),
+        channels=list(item.get("channels") or []),
+        custom_fields=dict(item.get("custom_fields") or {}),
+        tags=list(item.get("tags") or []),
+        extra_identities=[Identity(i["type"], i["value"]) for i in item.get("extra_identities") or []],
+        version=int(item.get("version", 0)),
+        created_at=item["created_at"],
+        updated_at=item["updated_at"],
+    )
+
+
+def search_terms(contact: Contact) -> list[str]:
+    """The prefixes a contact is found by: its name and each of its words, email and phone digits."""
+    terms: list[str] = []
+    name = contact.display_name()
+    if name:
+        folded = fold(name)
+        terms.append(folded)
+        terms.extend(folded.split(" ")[:4])
+    if contact.email:
+        terms.append(contact.email)
+    if contact.phone:
+        terms.append(contact.phone.lstrip("+"))
+    return [t[:200] for t in dict.fromkeys(terms) if t]
+
+
+def facets(contact: Contact) -> list[tuple[str, str]]:
+    """(kind, value) pairs a contact can be listed by; each is also a maintained counter."""
+    found = [("status", contact.status)]
+    found.extend(("tag", tag) for tag in contact.tags)
+    found.extend(("channel", ch) for ch in dict.fromkeys(c["channel"] for c in contact.channels))
+    return found
+
+
+def derived_items(contact: Contact) -> dict[tuple[str, str], dict[str, Any]]:
+    """Facet and search items of a contact, keyed by (pk, sk)."""
+    pk = keys.contact_pk(contact.org_id, contact.id)
+    shard = keys.shard_of(contact.id)
+    items: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind, value in facets(contact):
+        sk = f"{keys.FACET_PREFIX}{kind}#{value}"
+        items[(pk, sk)] = {
+            "pk": pk,
+            "sk": sk,
+            "gsi1pk": keys.facet_partition(contact.org_id, kind, value, shard),
+            "gsi1sk": f"{contact.created_at}#{contact.id}",
+        }
+    for term in search_terms(contact):
+        sk = f"{keys.SEARCH_PREFIX}{term}"
+        items[(pk, sk)] = {
+            "pk": pk,
+            "sk": sk,
+            "gsi1pk": keys.search_partition(contact.org_id, shard),
+            "gsi1sk": f"{term}#{contact.id}",
+        }
+    return items
+
+
+def counter_values(contact: Contact | None) -> dict[str, int]:
+    if contact is None:
+        return {}
+    values = {"total": 1}
+    for kind, value in facets(contact):
+        values[f"{kind[0]}#{value}"] = 1
+    return values
+
+
+def encode_cursor(sort_key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"k": sort_key}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ValidationError.for_field("cursor", cursor, "is not a cursor this API returned") from None
+    if not isinstance(value, str):
+        raise ValidationError.for_field("cursor", cursor, "is not a cursor this API returned")
+    return value
+
+
+# -- repository -----------------------------------------------------------------------------------
+
+
+class ContactsRepository:
+    """Contacts, identities, facets, search terms, activity and counters in the contacts table."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table_name = table_name
+
+    @property
+    def _client(self) -> Any:
+        return aws.client("dynamodb")
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def get(self, org_id: str, contact_id: str, *, consistent: bool = True) -> Contact:
+        response = self._client.get_item(
+            TableName=self._table_name,
+            Key=serialize({"pk": keys.contact_pk(org_id, contact_id), "sk": keys.CONTACT_SK}),
+            ConsistentRead=consistent,
+        )
+        if "Item" not in response:
+            raise NotFoundError(f"contact {contact_id} not found")
+        return contact_from_item(deserialize(response["Item"]))
+
+    def get_many(self, org_id: str, contact_ids: Iterable[str]) -> dict[str, Contact]:
+        """The contacts among `contact_ids` that exist in the org, by id."""
+        wanted = list(dict.fromkeys(contact_ids))
+        found: dict[str, Contact] = {}
+        for start in range(0, len(wanted), 100):
+            request_keys = [
+                serialize({"pk": keys.contact_pk(org_id, cid), "sk": keys.CONTACT_SK})
+                for cid in wanted[start : start + 100]
+            ]
+            for item in self._batch_get(request_keys):
+                contact = contact_from_item(item)
+                found[contact.id] = contact
+        return found
+
+    def owners(self, org_id: str, identities: Iterable[Identity]) -> dict[Identity, str]:
+        """Which contact owns each identity (strongly consistent); unowned identities are absent."""
+        wanted = list(dict.fromkeys(identities))
+        by_pk = {keys.identity_pk(org_id, i.type, i.value): i for i in wanted}
+        owners: dict[Identity, str] = {}
+        pks = list(by_pk)
+        for start in range(0, len(pks), 100):
+            request_keys = [serialize({"pk": pk, "sk": keys.IDENTITY_SK}) for pk in pks[start : start + 100]]
+            for item in self._batch_get(request_keys):
+                owners[by_pk[item["pk"]]] = item["contact_id"]
+        return owners
+
+    def _batch_get(self, request_keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {self._table_name: {"Keys": request_keys, "ConsistentRead": True}}
+        for _ in range(10):
+            if not pending:
+                break
+            response = self._client.batch_get_item(RequestItems=pending)
+            items.extend(deserialize(i) for i in response["Responses"].get(self._table_name, []))
+            pending = response.get("UnprocessedKeys") or {}
+        if pending:
+            raise ConcurrentUpdateError("the contacts table is throttling reads; retry shortly")
+        return items
+
+    def counters(self, org_id: str) -> dict[str, int]:
+        request_keys = [
+            serialize({"pk": keys.counters_pk(org_id, s), "sk": keys.COUNTERS_SK}) for s in range(keys.SHARDS)
+        ]
+        totals: dict[str, int] = {}
+        for item in self._batch_get(request_keys):
+            for name, value in item.items():
+                if name not in ("pk", "sk") and isinstance(value, int):
+                    totals[name] = totals.get(name, 0) + value
+        return totals
+
+    def list_ids(
+        self,
+        org_id: str,
+        *,
+        facet: tuple[str, str] = ("all", ""),
+        created_from: str | None = None,
+        created_to: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[str], str | None]:
+        """Up to `limit` contact ids of a facet, newest first, and the sort key to continue after."""
+        lower = created_from or "0"  # below any ISO timestamp; DynamoDB refuses empty key values
+        upper = f"{created_to}~" if created_to else "~"
+        if after is not None and after < upper:
+            upper = after
+        candidates: list[str] = []
+        for shard in range(keys.SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self._table_name,
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi",
+                "ExpressionAttributeValues": serialize(
+                    {
+                        ":pk": keys.facet_partition(org_id, facet[0], facet[1], shard),
+                        ":lo": lower,
+                        ":hi": upper,
+                    }
+                ),
+                "ScanIndexForward": False,
+                "Limit": limit + 1,
+            }
+            response = self._client.query(**kwargs)
+            candidates.extend(sk for sk in (i["gsi1sk"]["S"] for i in response["Items"]) if after is None or sk < after)
+        candidates.sort(reverse=True)
+        page = candidates[:limit]
+        more = len(candidates) > limit
+        return [sk.rsplit("#", 1)[1] for sk in page], (page[-1] if more and page else None)
+
+    def search_ids(
+        self, org_id: str, prefix: str, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[str], str | None]:
+        """Contact ids with a search term starting with `prefix`, in term order, and where to continue."""
+        lower = max(prefix, after) if after else prefix
+        candidates: list[str] = []
+        for shard in range(keys.SHARDS):
+            response = self._client.query(
+                TableName=self._table_name,
+                IndexName="gsi1",
+                KeyConditionExpression="gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues=serialize(
+                    {":pk": keys.search_partition(org_id, shard), ":lo": lower, ":hi": prefix + _SEARCH_END}
+                ),
+                Limit=limit + 1,
+            )
+            candidates.extend(sk for sk in (i["gsi1sk"]["S"] for i in response["Items"]) if sk != after)
+        candidates.sort()
+        page = candidates[:limit]
+        more = len(candidates) > limit
+        return [sk.rsplit("#", 1)[1] for sk in page], (page[-1] if more and page else None)
+
+    def activity(self, org_id: str, contact_id: str, *, after: str | None = None, limit: int = 50) -> Page:
+        pk = keys.contact_pk(org_id, contact_id)
+        kwargs: dict[str, Any] = {
+            "TableName": self._table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :a)",
+            "ExpressionAttributeValues": serialize({":pk": pk, ":a": keys.ACTIVITY_PREFIX}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = serialize({"pk": pk, "sk": after})
+        response = self._client.query(**kwargs)
+        entries = [deserialize(i) for i in response["Items"]]
+        items = [Activity(e["type"], e["at"], e.get("data") or {}, e["sk"]) for e in entries]
+        last = response.get("LastEvaluatedKey")
+        return Page(items, entries[-1]["sk"] if last and entries else None)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def save(
+        self,
+        new: Contact,
+        old: Contact | None,
+        *,
+        activity: Iterable[Activity] = (),
+        absorbed: Contact | None = None,
+    ) -> None:
+        """Write `new` (replacing `old`, or creating it) in one transaction.
+
+        The transaction claims new identities, releases dropped ones, rewrites facet and search items,
+        adjusts counters and appends activity. `absorbed` is a contact being merged into `new`: it is
+        deleted in the same transaction and its identities are handed over rather than released.
+        Raises IdentityTakenError when an identity belongs to another contact and ConcurrentUpdateError
+        when either contact changed since it was read.
+        """
+        ops: list[dict[str, Any]] = []
+        owners = {new.id} | ({absorbed.id} if absorbed else set())
+        contact_item = contact_to_item(new)
+        contact_cond: dict[str, Any]
+        if old is None:
+            contact_cond = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            contact_cond = {
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": serialize({":v": old.version}),
+            }
+        ops.append({"Put": {"TableName": self._table_name, "Item": serialize(contact_item), **contact_cond}})
+
+        # Identities: claim what is new (conditionally), release what was dropped.
+        before = set(old.identities() if old else []) | set(absorbed.identities() if absorbed else [])
+        after = set(new.identities())
+        identity_ops: list[tuple[int, Identity]] = []
+        for identity in new.identities():
+            if old is not None and identity in set(old.identities()):
+                continue
+            identity_ops.append((len(ops), identity))
+            ops.append(self._claim_identity(new.org_id, identity, new.id, owners))
+        for identity in before - after:
+            ops.append(self._release_identity(new.org_id, identity, owners))
+
+        # Facets and search items: the contact's own partition.
+        old_derived = derived_items(old) if old else {}
+        new_derived = derived_items(new)
+        for key, item in new_derived.items():
+            if old_derived.get(key) != item:
+                ops.append({"Put": {"TableName": self._table_name, "Item": serialize(item)}})
+        for key in old_derived.keys() - new_derived.keys():
+            ops.append({"Delete": {"TableName": self._table_name, "Key": serialize({"pk": key[0], "sk": key[1]})}})
+
+        if absorbed is not None:
+            ops.extend(self._delete_contact_ops(absorbed, keep_identities=True))
+
+        deltas = _subtract(counter_values(new), counter_values(old))
+        if absorbed is not None:
+            deltas = _subtract(deltas, counter_values(absorbed))
+        if counter_op := self._counter_op(new.org_id, new.id, deltas):
+            ops.append(counter_op)
+        for entry in activity:
+            ops.append({"Put": {"TableName": self._table_name, "Item": serialize(self._activity_item(new, entry))}})
+        self._transact(ops, identity_ops)
+
+    def delete(self, contact: Contact) -> None:
+        """Delete the contact with its identities, facets, search items and counts, in one transaction.
+
+        Activity is left to the stream consumer, which purges the partition once the contact is gone.
+        """
+        ops = self._delete_contact_ops(contact, keep_identities=False)
+        deltas = _subtract({}, counter_values(contact))
+        if counter_op := self._counter_op(contact.org_id, contact.id, deltas):
+            ops.append(counter_op)
+        self._transact(ops, [])
+
+    def purge_partition(self, pk: str) -> int:
+        """Delete every item left in a contact's partition; returns how many were deleted."""
+        return purge_partition(self._client, self._table_name, pk)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _claim_identity(self, org_id: str, identity: Identity, contact_id: str, owners: set[str]) -> dict[str, Any]:
+        values = {f":o{i}": owner for i, owner in enumerate(sorted(owners))}
+        condition = "attribute_not_exists(pk) OR contact_id IN (" + ", ".join(values) + ")"
+        return {
+            "Put": {
+                "TableName": self._table_name,
+                "Item": serialize(
+                    {
+                        "pk": keys.identity_pk(org_id, identity.type, identity.value),
+                        "sk": keys.IDENTITY_SK,
+                        "contact_id": contact_id,
+                        "identity_type": identity.type,
+                    }
+                ),
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": serialize(values),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _release_identity(self, org_id: str, identity: Identity, owners: set[str]) -> dict[str, Any]:
+        values = {f":o{i}": owner for i, owner in enumerate(sorted(owners))}
+        return {
+            "Delete": {
+                "TableName": self._table_name,
+                "Key": serialize(
+                    {"pk": keys.identity_pk(org_id, identity.type, identity.value), "sk": keys.IDENTITY_SK}
+                ),
+                "ConditionExpression": "attribute_not_exists(pk) OR contact_id IN (" + ", ".join(values) + ")",
+                "ExpressionAttributeValues": serialize(values),
+            }
+        }
+
+    def _delete_contact_ops(self, contact: Contact, *, keep_identities: bool) -> list[dict[str, Any]]:
+        pk = keys.contact_pk(contact.org_id, contact.id)
+        ops: list[dict[str, Any]] = [
+            {
+                "Delete": {
+                    "TableName": self._table_name,
+                    "Key": serialize({"pk": pk, "sk": keys.CONTACT_SK}),
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": serialize({":v": contact.version}),
+                }
+            }
+        ]
+        for key in derived_items(contact):
+            ops.append({"Delete": {"TableName": self._table_name, "Key": serialize({"pk": key[0], "sk": key[1]})}})
+        if not keep_identities:
+            ops.extend(self._release_identity(contact.org_id, i, {contact.id}) for i in contact.identities())
+        return ops
+
+    def _counter_op(self, org_id: str, contact_id: str, deltas: dict[str, int]) -> dict[str, Any] | None:
+        changes = {name: delta for name, delta in deltas.items() if delta}
+        if not changes:
+            return None
+        names = {f"#c{i}": name for i, name in enumerate(changes)}
+        values = {f":c{i}": delta for i, delta in enumerate(changes.values())}
+        return {
+            "Update": {
+                "TableName": self._table_name,
+                "Key": serialize({"pk": keys.counters_pk(org_id, keys.shard_of(contact_id)), "sk": keys.COUNTERS_SK}),
+                "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": serialize(values),
+            }
+        }
+
+    def _activity_item(self, contact: Contact, entry: Activity) -> dict[str, Any]:
+        return {
+            "pk": keys.contact_pk(contact.org_id, contact.id),
+            "sk": f"{keys.ACTIVITY_PREFIX}{entry.at}#{ids.ulid()}",
+            "type": entry.type,
+            "at": entry.at,
+            "data": entry.data or None,
+        }
+
+    def _transact(self, ops: list[dict[str, Any]], identity_ops: list[tuple[int, Identity]]) -> None:
+        if len(ops) > MAX_TRANSACTION_ITEMS:
+            raise ValidationError(
+                "the contact has too many identities, tags and channels to write at once "
+                f"({len(ops)} items; at most {MAX_TRANSACTION_ITEMS})"
+            )
+        try:
+            self._client.transact_write_items(TransactItems=ops)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons") or []
+            for index, identity in identity_ops:
+                if index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed":
+                    owner = reasons[index].get("Item", {}).get("contact_id", {}).get("S")
+                    raise IdentityTakenError(identity, owner) from None
+            raise ConcurrentUpdateError("the contact changed while it was being written; retry") from None
+
+
+def purge_partition(client: Any, table_name: str, pk: str) -> int:
+    """Delete every item in partition `pk` (idempotent: a second run finds nothing)."""
+    deleted = 0
+    kwargs: dict[str, Any] = {
+        "TableName": table_name,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": pk}},
+        "ProjectionExpression": "pk, sk",
+    }
+    while True:
+        page = client.query(**kwargs)
+        batch = [{"DeleteRequest": {"Key": item}} for item in page["Items"]]
+        for start in range(0, len(batch), 25):
+            pending: dict[str, Any] = {table_name: batch[start : start + 25]}
+            while pending:
+                response = client.batch_write_item(RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+        deleted += len(batch)
+        if "LastEvaluatedKey" not in page:
+            return deleted
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _subtract(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    result = dict(a)
+    for name, value in b.items():
+        result[name] = result.get(name, 0) - value
+    return result

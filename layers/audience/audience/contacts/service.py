@@ -1,0 +1,646 @@
+"""Contact use cases: create or upsert, update, delete, merge, bulk writes, listing, stats, activity."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from audience import clock, ids
+from audience.contacts.models import (
+    CHANNELS,
+    MAX_CHANNELS,
+    MAX_EXTRA_IDENTITIES,
+    MAX_TAGS,
+    STATUS_RANK,
+    STATUSES,
+    Activity,
+    Contact,
+    Identity,
+    Page,
+)
+from audience.contacts.normalize import normalize_email, normalize_phone, search_query
+from audience.contacts.repository import ContactsRepository, IdentityTakenError, decode_cursor, encode_cursor
+from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
+from audience.orgs.models import FieldDefinition
+from audience.orgs.repository import OrgsRepository
+
+# Fields a client may write; anything else in a body is rejected before it reaches the service.
+WRITABLE = (
+    "first_name",
+    "last_name",
+    "full_name",
+    "email",
+    "phone",
+    "status",
+    "channels",
+    "custom_fields",
+    "tags",
+)
+MAX_BULK = 1000
+MAX_MERGE_SOURCES = 10
+_WRITE_ATTEMPTS = 4
+_TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a create, upsert or bulk item did (or, in a dry run, would do)."""
+
+    action: str  # created, updated, unchanged, invalid, conflict
+    contact: Contact | None = None
+    contact_id: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    query: str | None = None
+    status: str | None = None
+    tag: str | None = None
+    channel: str | None = None
+    created_from: str | None = None
+    created_to: str | None = None
+
+    def matches(self, contact: Contact) -> bool:
+        return (
+            (self.status is None or contact.status == self.status)
+            and (self.tag is None or self.tag in contact.tags)
+            and (self.channel is None or any(c["channel"] == self.channel for c in contact.channels))
+            and (self.created_from is None or contact.created_at >= self.created_from)
+            and (self.created_to is None or contact.created_at <= self.created_to + "~")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContactList:
+    items: list[Contact]
+    next_cursor: str | None
+    total: int | None
+
+
+class ContactService:
+    """Contacts of an org; every method takes the org id the caller is authorised for."""
+
+    def __init__(self, contacts: ContactsRepository, orgs: OrgsRepository, *, default_country: str) -> None:
+        self._contacts = contacts
+        self._orgs = orgs
+        self._default_country = default_country
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def get(self, org_id: str, contact_id: str) -> Contact:
+        return self._contacts.get(org_id, contact_id)
+
+    def stats(self, org_id: str) -> dict[str, int]:
+        counters = self._contacts.counters(org_id)
+        return {
+            "total": counters.get("total", 0),
+            "subscribed": counters.get("s#SUBSCRIBED", 0),
+            "unsubscribed": counters.get("s#UNSUBSCRIBED", 0),
+            "blocked": counters.get("s#BLOCKED", 0),
+        }
+
+    def activity(self, org_id: str, contact_id: str, *, cursor: str | None, take: int) -> Page:
+        self._contacts.get(org_id, contact_id)
+        page = self._contacts.activity(org_id, contact_id, after=decode_cursor(cursor), limit=take)
+        return Page(page.items, encode_cursor(page.next_cursor) if page.next_cursor else None)
+
+    def list(self, org_id: str, filters: ListFilter, *, cursor: str | None, take: int) -> ContactList:
+        """A page of contacts, newest first (search results in match order), with the total when a
+        maintained counter answers it exactly."""
+        if filters.status is not None and filters.status not in STATUSES:
+            raise ValidationError.for_field("status", filters.status, f"must be one of {', '.join(STATUSES)}")
+        if filters.channel is not None and filters.channel not in CHANNELS:
+            raise ValidationError.for_field("channel", filters.channel, f"must be one of {', '.join(CHANNELS)}")
+        after = decode_cursor(cursor)
+        query = search_query(filters.query) if filters.query else None
+        facet, counter = ("all", ""), "total"
+        if filters.tag is not None:
+            facet, counter = ("tag", filters.tag), f"t#{filters.tag}"
+        elif filters.channel is not None:
+            facet, counter = ("channel", filters.channel), f"c#{filters.channel}"
+        elif filters.status is not None:
+            facet, counter = ("status", filters.status), f"s#{filters.status}"
+        # Only one facet (or none) and no range or search: the counter is the exact total.
+        single = sum(x is not None for x in (filters.tag, filters.channel, filters.status)) <= 1
+        exact = single and not query and not filters.created_from and not filters.created_to
+
+        found: list[Contact] = []
+        seen: set[str] = set()
+        for _ in range(8):  # bounded work per request; the cursor lets the client go on
+            if query:
+                ids_, after = self._contacts.search_ids(org_id, query, after=after, limit=take)
+            else:
+                ids_, after = self._contacts.list_ids(
+                    org_id,
+                    facet=facet,
+                    created_from=filters.created_from,
+                    created_to=filters.created_to,
+                    after=after,
+                    limit=take,
+                )
+            contacts = self._contacts.get_many(org_id, ids_)
+            for cid in ids_:
+                contact = contacts.get(cid)
+                if contact and cid not in seen and filters.matches(contact):
+                    seen.add(cid)
+                    found.append(contact)
+            if len(found) >= take or after is None:
+                break
+        total = self._contacts.counters(org_id).get(counter, 0) if exact else None
+        return ContactList(found[:take], encode_cursor(after) if after else None, total)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def create(self, org_id: str, data: dict[str, Any], *, upsert: bool = False) -> Outcome:
+        """Create a contact; with `upsert`, update the one its identities already name instead.
+
+        Without `upsert`, an existing identity is a ConflictError carrying the existing contact id.
+        """
+        fields, country = self._org_context(org_id)
+        return self._create(org_id, data, upsert=upsert, fields=fields, country=country)
+
+    def update(self, org_id: str, contact_id: str, changes: dict[str, Any]) -> Contact:
+        fields, country = self._org_context(org_id)
+        for _ in range(_WRITE_ATTEMPTS):
+            current = self._contacts.get(org_id, contact_id)
+            updated = self._apply(current, changes, fields=fields, country=country)
+            if updated == current:
+                return current
+            try:
+                self._contacts.save(updated, current, activity=_change_activity(current, updated))
+            except ConcurrentUpdateError:
+                continue
+            return updated
+        raise ConcurrentUpdateError(f"contact {contact_id} is being changed by others; retry")
+
+    def delete(self, org_id: str, contact_id: str) -> None:
+        for _ in range(_WRITE_ATTEMPTS):
+            current = self._contacts.get(org_id, contact_id)
+            try:
+                self._contacts.delete(current)
+            except ConcurrentUpdateError:
+                continue
+            return
+        raise ConcurrentUpdateError(f"contact {contact_id} is being changed by others; retry")
+
+    def bulk_delete(self, org_id: str, contact_ids: list[str]) -> list[dict[str, str]]:
+        _check_bulk_size(contact_ids, "ids")
+
+        def one(cid: str) -> dict[str, str]:
+            try:
+                self.delete(org_id, cid)
+            except NotFoundError:
+                return {"id": cid, "result": "not_found"}
+            return {"id": cid, "result": "deleted"}
+
+        return _parallel(one, list(dict.fromkeys(contact_ids)))
+
+    def merge(self, org_id: str, target_id: str, source_ids: list[str]) -> Contact:
+        """Fold each source into the target: identities, channels, tags, fields; sources are deleted.
+
+        The target's values win; gaps are filled from the sources; the most restrictive status wins so
+        that an opt-out survives the merge. Each source is absorbed in its own transaction.
+        """
+        sources = list(dict.fromkeys(source_ids))
+        if not sources or len(sources) > MAX_MERGE_SOURCES:
+            raise ValidationError.for_field(
+                "source_contact_ids", source_ids, f"must name 1 to {MAX_MERGE_SOURCES} contacts"
+            )
+        if target_id in sources:
+            raise ValidationError.for_field("source_contact_ids", source_ids, "must not include the target contact")
+        target = self._contacts.get(org_id, target_id)
+        missing = [s for s in sources if s not in self._contacts.get_many(org_id, sources)]
+        if missing:
+            raise NotFoundError(f"contact {missing[0]} not found")
+        for source_id in sources:
+            for _ in range(_WRITE_ATTEMPTS):
+                target = self._contacts.get(org_id, target_id)
+                source = self._contacts.get(org_id, source_id)
+                merged = _merge(target, source)
+                entry = Activity("merged", merged.updated_at, {"source_contact_id": source_id})
+                try:
+                    self._contacts.save(merged, target, activity=[entry], absorbed=source)
+                except ConcurrentUpdateError:
+                    continue
+                break
+            else:
+                raise ConcurrentUpdateError("contacts being merged are being changed by others; retry")
+        return self._contacts.get(org_id, target_id)
+
+    def bulk_create(self, org_id: str, items: list[dict[str, Any]], *, upsert: bool, dry_run: bool) -> list[Outcome]:
+        """Create (or upsert) up to 1,000 contacts; with `dry_run`, report what would happen, writing nothing.
+
+        Items that share an identity are handled in input order by one worker, so the dry run and the
+        real run agree on which item creates a contact and which updates it.
+        """
+        _check_bulk_size(items, "contacts")
+        fields, country = self._org_context(org_id)
+        prepared: list[tuple[Contact | None, ValidationError | None]] = []
+        for data in items:
+            try:
+                prepared.append((self._build(org_id, data, fields=fields, country=country), None))
+            except ValidationError as error:
+                prepared.append((None, error))
+        if dry_run:
+            return self._simulate(org_id, items, prepared, upsert=upsert, fields=fields, country=country)
+
+        groups = _identity_groups([c for c, _ in prepared])
+        results: dict[int, Outcome] = {}
+
+        def run(group: list[int]) -> None:
+            for index in group:
+                try:
+                    results[index] = self._create(org_id, items[index], upsert=upsert, fields=fields, country=country)
+                except ValidationError as error:
+                    results[index] = Outcome("invalid", errors=error.fields, message=error.message)
+                except ConflictError as error:
+                    results[index] = Outcome(
+                        "conflict", contact_id=error.details.get("contact_id"), message=error.message
+                    )
+
+        for index, (_, error) in enumerate(prepared):
+            if error is not None:
+                results[index] = Outcome("invalid", errors=error.fields, message=error.message)
+        _parallel(run, groups)
+        return [results[i] for i in range(len(items))]
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _org_context(self, org_id: str) -> tuple[dict[str, FieldDefinition], str]:
+        org = self._orgs.get_org(org_id)
+        return {f.name: f for f in self._orgs.list_fields(org_id)}, org.default_country or self._default_country
+
+    def _create(
+        self,
+        org_id: str,
+        data: dict[str, Any],
+        *,
+        upsert: bool,
+        fields: dict[str, FieldDefinition],
+        country: str,
+    ) -> Outcome:
+        candidate = self._build(org_id, data, fields=fields, country=country)
+        for _ in range(_WRITE_ATTEMPTS):
+            owners = self._contacts.owners(org_id, candidate.identities())
+            existing_ids = list(dict.fromkeys(owners.values()))
+            if not existing_ids:
+                try:
+                    self._contacts.save(candidate, None, activity=[Activity("created", candidate.created_at)])
+                except IdentityTakenError:
+                    continue  # somebody created it first: read again and upsert or report
+                return Outcome("created", candidate, candidate.id)
+            if not upsert:
+                identity, owner = next(iter(owners.items()))
+                raise ConflictError(
+                    f"a contact with {identity.type} {identity.value!r} already exists",
+                    contact_id=owner,
+                    identity_type=identity.type,
+                    identity_value=identity.value,
+                )
+            if len(existing_ids) > 1:
+                raise ConflictError(
+                    "the identities given belong to different contacts: " + ", ".join(existing_ids),
+                    contact_id=existing_ids[0],
+                    contact_ids=existing_ids,
+                )
+            try:
+                current = self._contacts.get(org_id, existing_ids[0])
+            except NotFoundError:
+                continue
+            updated = self._apply(current, data, fields=fields, country=country)
+            if updated == current:
+                return Outcome("unchanged", current, current.id)
+            try:
+                self._contacts.save(updated, current, activity=_change_activity(current, updated))
+            except (ConcurrentUpdateError, IdentityTakenError):
+                continue
+            return Outcome("updated", updated, updated.id)
+        raise ConcurrentUpdateError("the contact is being written by others; retry")
+
+    def _simulate(
+        self,
+        org_id: str,
+        items: list[dict[str, Any]],
+        prepared: list[tuple[Contact | None, ValidationError | None]],
+        *,
+        upsert: bool,
+        fields: dict[str, FieldDefinition],
+        country: str,
+    ) -> list[Outcome]:
+        identities = [i for c, _ in prepared if c for i in c.identities()]
+        owners = self._contacts.owners(org_id, identities)
+        existing = self._contacts.get_many(org_id, set(owners.values()))
+        planned: dict[str, Contact] = dict(existing)  # contact id -> state after earlier items
+        outcomes: list[Outcome] = []
+        for data, (candidate, error) in zip(items, prepared, strict=True):
+            if error is not None or candidate is None:
+                outcomes.append(
+                    Outcome("invalid", errors=error.fields if error else [], message=error and error.message)
+                )
+                continue
+            matched = list(dict.fromkeys(owners[i] for i in candidate.identities() if i in owners))
+            if not matched:
+                for identity in candidate.identities():
+                    owners[identity] = candidate.id
+                planned[candidate.id] = candidate
+                outcomes.append(Outcome("created", candidate, candidate.id))
+                continue
+            if not upsert or len(matched) > 1:
+                outcomes.append(Outcome("conflict", contact_id=matched[0], message="identity already in use"))
+                continue
+            current = planned[matched[0]]
+            try:
+                updated = self._apply(current, data, fields=fields, country=country)
+            except ValidationError as error:
+                outcomes.append(Outcome("invalid", errors=error.fields, message=error.message))
+                continue
+            clash = next((i for i in updated.identities() if owners.get(i, updated.id) != updated.id), None)
+            if clash is not None:
+                outcomes.append(Outcome("conflict", contact_id=owners[clash], message="identity already in use"))
+                continue
+            for identity in updated.identities():
+                owners[identity] = updated.id
+            planned[updated.id] = updated
+            outcomes.append(Outcome("unchanged" if updated == current else "updated", updated, updated.id))
+        return outcomes
+
+    def _build(self, org_id: str, data: dict[str, Any], *, fields: dict[str, FieldDefinition], country: str) -> Contact:
+        now = clock.now_iso()
+        blank = Contact(id=ids.new_id("ct"), org_id=org_id, created_at=now, updated_at=now)
+        contact = self._apply(blank, data, fields=fields, country=country, creating=True)
+        if not contact.email and not contact.phone:
+            raise ValidationError(
+                "a contact needs an email or a phone",
+                [{"field": "email", "value": None, "message": "email or phone is required"}],
+            )
+        return contact
+
+    def _apply(
+        self,
+        current: Contact,
+        data: dict[str, Any],
+        *,
+        fields: dict[str, FieldDefinition],
+        country: str,
+        creating: bool = False,
+    ) -> Contact:
+        """`current` with `data` applied (PATCH semantics), validated and normalised."""
+        if not isinstance(data, dict):
+            raise ValidationError.for_field("contact", data, "must be an object")
+        unknown = sorted(set(data) - set(WRITABLE))
+        if unknown:
+            raise ValidationError.for_field(unknown[0], data[unknown[0]], "is not a field a client can set")
+        errors: list[dict[str, Any]] = []
+        changes: dict[str, Any] = {}
+
+        def attempt(name: str, fn: Callable[[], Any]) -> None:
+            try:
+                changes[name] = fn()
+            except ValidationError as error:
+                errors.extend(error.fields)
+
+        for name in ("first_name", "last_name", "full_name"):
+            if name in data:
+                attempt(name, lambda n=name: _text(n, data[n], 200))
+        if "email" in data:
+            attempt("email", lambda: normalize_email(_string("email", data["email"])) if data["email"] else None)
+        if "phone" in data:
+            attempt(
+                "phone",
+                lambda: normalize_phone(_string("phone", data["phone"]), country) if data["phone"] else None,
+            )
+        if "status" in data:
+            attempt("status", lambda: _status(data["status"]))
+        if "channels" in data:
+            attempt("channels", lambda: _channels(data["channels"] or []))
+        if "tags" in data:
+            attempt("tags", lambda: _tags(data["tags"] or []))
+        if "custom_fields" in data:
+            attempt(
+                "custom_fields",
+                lambda: _custom_fields(current.custom_fields, data["custom_fields"] or {}, fields),
+            )
+        if errors:
+            raise ValidationError("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
+
+        phone = changes.pop("phone", current.phone if "phone" not in data else None)
+        updated = replace(current, **changes)
+        if "phone" in data:
+            updated.phone = phone.e164 if phone else None
+            updated.country = phone.country if phone else None
+        if not updated.email and not updated.phone and not creating:
+            raise ValidationError(
+                "a contact needs an email or a phone",
+                [{"field": "email", "value": None, "message": "email or phone is required"}],
+            )
+        # Identities now primary are no longer extra.
+        primary = {Identity("phone", updated.phone), Identity("email", updated.email)}
+        updated.extra_identities = [i for i in updated.extra_identities if i not in primary]
+        if updated != current and not creating:
+            updated.version = current.version + 1
+            updated.updated_at = clock.now_iso()
+        elif creating:
+            updated.version = 1
+        return updated
+
+
+# -- pure helpers -----------------------------------------------------------------------------------
+
+
+def _text(name: str, value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError.for_field(name, value, "must be a string")
+    text = " ".join(value.split())
+    if len(text) > limit:
+        raise ValidationError.for_field(name, value, f"must be at most {limit} characters")
+    return text or None
+
+
+def _string(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError.for_field(name, value, "must be a string")
+    return value
+
+
+def _status(value: Any) -> str:
+    if value not in STATUSES:
+        raise ValidationError.for_field("status", value, f"must be one of {', '.join(STATUSES)}")
+    return value
+
+
+def _channels(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValidationError.for_field("channels", value, "must be a list of {channel, user_id} objects")
+    if len(value) > MAX_CHANNELS:
+        raise ValidationError.for_field("channels", value, f"at most {MAX_CHANNELS} channels")
+    result: list[dict[str, str]] = []
+    for entry in value:
+        channel, user_id = entry.get("channel"), entry.get("user_id")
+        if channel not in CHANNELS:
+            raise ValidationError.for_field("channels.channel", channel, f"must be one of {', '.join(CHANNELS)}")
+        if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 256:
+            raise ValidationError.for_field("channels.user_id", user_id, "must be 1 to 256 characters")
+        item = {"channel": channel, "user_id": user_id.strip()}
+        if item not in result:
+            result.append(item)
+    return result
+
+
+def _tags(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise ValidationError.for_field("tags", value, "must be a list of strings")
+    result: list[str] = []
+    for tag in value:
+        if not isinstance(tag, str) or not _TAG.match(tag.strip()):
+            raise ValidationError.for_field("tags", tag, "a tag is 1 to 64 printable characters")
+        if tag.strip() not in result:
+            result.append(tag.strip())
+    if len(result) > MAX_TAGS:
+        raise ValidationError.for_field("tags", value, f"at most {MAX_TAGS} tags")
+    return result
+
+
+def _custom_fields(current: dict[str, Any], changes: Any, defs: dict[str, FieldDefinition]) -> dict[str, Any]:
+    if not isinstance(changes, dict):
+        raise ValidationError.for_field("custom_fields", changes, "must be an object of field name to value")
+    result = dict(current)
+    for name, value in changes.items():
+        if value is None:
+            result.pop(name, None)
+            continue
+        definition = defs.get(name)
+        if definition is None:
+            raise ValidationError.for_field(f"custom_fields.{name}", value, "is not a declared custom field")
+        result[name] = _field_value(f"custom_fields.{name}", definition.type, value)
+    return result
+
+
+def _field_value(path: str, type_: str, value: Any) -> Any:
+    if type_ == "string":
+        if not isinstance(value, str) or len(value) > 2048:
+            raise ValidationError.for_field(path, value, "must be a string of at most 2048 characters")
+        return value
+    if type_ == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValidationError.for_field(path, value, "must be a finite number")
+        return value
+    if type_ == "boolean":
+        if not isinstance(value, bool):
+            raise ValidationError.for_field(path, value, "must be true or false")
+        return value
+    if type_ == "date":
+        try:
+            if not isinstance(value, str) or not _DATE.match(value):
+                raise ValueError
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValidationError.for_field(path, value, "must be a date like 2026-11-23") from None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError.for_field(path, value, "must be an ISO 8601 date-time with a time zone") from None
+    if moment.tzinfo is None:
+        raise ValidationError.for_field(path, value, "must be an ISO 8601 date-time with a time zone")
+    return clock.iso(moment)
+
+
+def _change_activity(before: Contact, after: Contact) -> list[Activity]:
+    changed = [
+        name
+        for name in (
+            "first_name",
+            "last_name",
+            "full_name",
+            "email",
+            "phone",
+            "channels",
+            "custom_fields",
+            "tags",
+        )
+        if getattr(before, name) != getattr(after, name)
+    ]
+    entries = []
+    if changed:
+        entries.append(Activity("updated", after.updated_at, {"fields": changed}))
+    if before.status != after.status:
+        entries.append(Activity("status_changed", after.updated_at, {"from": before.status, "to": after.status}))
+    return entries
+
+
+def _merge(target: Contact, source: Contact) -> Contact:
+    merged = replace(target)
+    for name in ("first_name", "last_name", "full_name"):
+        if not getattr(merged, name) and getattr(source, name):
+            setattr(merged, name, getattr(source, name))
+    if not merged.email and source.email:
+        merged.email = source.email
+    if not merged.phone and source.phone:
+        merged.phone, merged.country = source.phone, source.country
+    merged.channels = (target.channels + [c for c in source.channels if c not in target.channels])[:MAX_CHANNELS]
+    merged.tags = list(dict.fromkeys(target.tags + source.tags))[:MAX_TAGS]
+    merged.custom_fields = {**source.custom_fields, **target.custom_fields}
+    if STATUS_RANK[source.status] > STATUS_RANK[merged.status]:
+        merged.status = source.status
+    kept = set(Identity(c["channel"], c["user_id"]) for c in merged.channels)
+    kept |= {Identity("phone", merged.phone), Identity("email", merged.email)}
+    extras = list(target.extra_identities)
+    for identity in source.identities():
+        if identity not in kept and identity not in extras:
+            extras.append(identity)
+    merged.extra_identities = extras[:MAX_EXTRA_IDENTITIES]
+    merged.version = target.version + 1
+    merged.updated_at = clock.now_iso()
+    return merged
+
+
+def _identity_groups(contacts: list[Contact | None]) -> list[list[int]]:
+    """Indexes of bulk items grouped so that items sharing any identity land in one group, in order."""
+    parent = list(range(len(contacts)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_seen: dict[Identity, int] = {}
+    for index, contact in enumerate(contacts):
+        if contact is None:
+            continue
+        for identity in contact.identities():
+            if identity in first_seen:
+                parent[find(index)] = find(first_seen[identity])
+            else:
+                first_seen[identity] = index
+    groups: dict[int, list[int]] = {}
+    for index, contact in enumerate(contacts):
+        if contact is not None:
+            groups.setdefault(find(index), []).append(index)
+    return list(groups.values())
+
+
+def _check_bulk_size(items: list[Any], name: str) -> None:
+    if not items:
+        raise ValidationError.for_field(name, [], "must not be empty")
+    if len(items) > MAX_BULK:
+        raise ValidationError.for_field(name, f"{len(items)} items", f"at most {MAX_BULK} per call")
+
+
+def _parallel(fn: Callable[[Any], Any], work: Iterable[Any]) -> list[Any]:
+    items = list(work)
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        return list(pool.map(fn, items))

@@ -1,0 +1,71 @@
+"""Domain exceptions; each adapter (HTTP, queue, state machine) maps them to its own failure shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AudienceError(Exception):
+    """Base of every domain error."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigurationError(AudienceError):
+    """The function's environment is missing or invalid settings."""
+
+    code = "configuration_error"
+
+
+class NotFoundError(AudienceError):
+    """The object does not exist, or belongs to another org (the two are indistinguishable)."""
+
+    code = "not_found"
+
+
+class ValidationError(AudienceError):
+    """Input breaks a domain rule; `fields` names each offending field and value."""
+
+    code = "validation_error"
+
+    def __init__(self, message: str, fields: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or []
+
+    @classmethod
+    def for_field(cls, field: str, value: Any, message: str) -> ValidationError:
+        return cls(f"{field}: {message}", [{"field": field, "value": value, "message": message}])
+
+
+class ConflictError(AudienceError):
+    """The write would break a uniqueness or state rule (for example an identity owned by another contact)."""
+
+    code = "conflict"
+
+
+class ConcurrentUpdateError(AudienceError):
+    """Another writer changed the object first; the caller may retry with fresh state."""
+
+    code = "concurrent_update"
+
+
+class AuthenticationError(AudienceError):
+    """Missing, malformed, unknown or revoked credentials."""
+
+    code = "unauthorized"
+
+
+class RateLimitedError(AudienceError):
+    """The caller exceeded its request budget; retry after `retry_after` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, limit: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.limit = limit

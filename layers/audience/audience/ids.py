@@ -1,0 +1,32 @@
+"""Identifiers: time-ordered, URL-safe and prefixed by what they name."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _b32(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def ulid(now_ms: int | None = None) -> str:
+    """A 26-character ULID: 48 bits of milliseconds then 80 random bits, sortable by creation time."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return _b32(ms, 10) + _b32(int.from_bytes(os.urandom(10), "big"), 16)
+
+
+def new_id(prefix: str) -> str:
+    """A new identifier such as `ct_01j...`."""
+    return f"{prefix}_{ulid()}"
+
+
+def random_token(length: int) -> str:
+    """`length` random base32 characters (5 bits each) from the OS CSPRNG."""
+    return _b32(int.from_bytes(os.urandom((length * 5 + 7) // 8), "big"), length)

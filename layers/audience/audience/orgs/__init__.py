@@ -1,0 +1,1 @@
+"""Orgs (tenants), their API keys, custom field definitions and request rate limits."""

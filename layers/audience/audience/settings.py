@@ -1,0 +1,58 @@
+"""Process settings, read from the environment once and validated."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from audience.errors import ConfigurationError
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What every function needs to know about the stack it runs in."""
+
+    stage: str
+    contacts_table: str
+    orgs_table: str
+    default_country: str
+    rate_limit_per_minute: int
+    max_body_bytes: int
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is not set")
+    return value
+
+
+@cache
+def get_settings() -> Settings:
+    """Read and validate the environment once per execution environment."""
+    country = os.environ.get("DEFAULT_COUNTRY", "US").strip().upper()
+    if not _COUNTRY.match(country):
+        raise ConfigurationError(f"DEFAULT_COUNTRY must be an ISO 3166 alpha-2 code, got {country!r}")
+    return Settings(
+        stage=os.environ.get("STAGE", "dev"),
+        contacts_table=_required("CONTACTS_TABLE"),
+        orgs_table=_required("ORGS_TABLE"),
+        default_country=country,
+        rate_limit_per_minute=_int("RATE_LIMIT_PER_MINUTE", 500),
+        max_body_bytes=_int("MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+    )
