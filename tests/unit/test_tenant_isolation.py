@@ -1,0 +1,74 @@
+"""Every route, called with org A's key on org B's ids, answers 404; without a key, 401."""
+
+import re
+
+import pytest
+
+from audience.api.openapi import document
+
+ROUTES = sorted(
+    (method.upper(), path)
+    for path, operations in document()["paths"].items()
+    if path.startswith("/orgs/")
+    for method in operations
+)
+
+BODIES = {
+    ("POST", "/orgs/{org_id}/api-keys"): {"name": "k"},
+    ("POST", "/orgs/{org_id}/contacts"): {"email": "new@x.io"},
+    ("POST", "/orgs/{org_id}/contacts/fields"): {"name": "plan", "type": "string"},
+    ("POST", "/orgs/{org_id}/contacts/bulk"): {"contacts": [{"email": "new@x.io"}]},
+    ("POST", "/orgs/{org_id}/contacts/bulk/dry-run"): {"contacts": [{"email": "new@x.io"}]},
+    ("POST", "/orgs/{org_id}/contacts/bulk-delete"): {"ids": ["ct_00000000000000000000000000"]},
+    ("PATCH", "/orgs/{org_id}"): {"name": "mine now"},
+    ("PATCH", "/orgs/{org_id}/contacts/{contact_id}"): {"first_name": "Mallory"},
+}
+
+
+@pytest.fixture
+def victim(other_org):
+    """Org B with one object of every kind."""
+    contact = other_org.client.post("/orgs/c/contacts", json={"email": "victim@x.io"}).json()
+    source = other_org.client.post("/orgs/c/contacts", json={"email": "victim2@x.io"}).json()
+    key = other_org.client.post("/orgs/c/api-keys", json={"name": "b"}).json()
+    other_org.client.post("/orgs/c/contacts/fields", json={"name": "secret", "type": "string"})
+    ids = {"contact_id": contact["id"], "key_id": key["id"], "name": "secret"}
+    return other_org, ids, source["id"]
+
+
+def _fill(path, org_id, ids):
+    return re.sub(r"\{(\w+)\}", lambda m: org_id if m.group(1) == "org_id" else ids[m.group(1)], path)
+
+
+def test_every_org_route_is_listed():
+    assert len(ROUTES) >= 16
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
+    b, ids, source_id = victim
+    body = BODIES.get((method, path))
+    if path.endswith("/merge"):
+        body = {"source_contact_ids": [source_id]}
+    # 1. B's org id in the path.
+    response = org.client.request(method, _fill(path, b.org_id, ids), json=body)
+    assert response.status_code == 404, (method, path, response.status_code, response.text)
+    # 2. A's own org (`c`) with B's object ids.
+    if "{" in path.replace("{org_id}", ""):
+        response = org.client.request(method, _fill(path, "c", ids), json=body)
+        assert response.status_code == 404, (method, path, response.status_code, response.text)
+    # B's objects are untouched.
+    assert b.client.get(f"/orgs/c/contacts/{ids['contact_id']}").json()["email"] == "victim@x.io"
+    assert b.client.get(f"/orgs/c/contacts/{source_id}").status_code == 200
+    assert ids["key_id"] in {k["id"] for k in b.client.get("/orgs/c/api-keys").json()}
+    assert "secret" in {f["name"] for f in b.client.get("/orgs/c/contacts/fields").json()}
+    assert b.client.get("/orgs/c").json()["name"] == "Globex"
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_needs_a_key(org, victim, method, path):
+    b, ids, _ = victim
+    response = org.client.request(
+        method, _fill(path, "c", ids), json=BODIES.get((method, path)), headers={"Authorization": ""}
+    )
+    assert response.status_code == 401, (method, path, response.status_code)
