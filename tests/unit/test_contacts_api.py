@@ -51,7 +51,8 @@ def test_fields_a_client_must_not_set_are_rejected_and_never_echoed(org):
         response = org.client.patch(f"/orgs/c/contacts/{contact['id']}", json=body)
         assert response.status_code == 422, body
     current = org.client.get(f"/orgs/c/contacts/{contact['id']}").json()
-    assert "org_id" not in current and "version" not in current
+    assert "org_id" not in current
+    assert "version" not in current
     assert current == contact
 
 
@@ -107,8 +108,10 @@ def test_concurrent_creates_with_one_phone_yield_one_contact(org):
 def test_patch_changes_only_what_is_sent_and_null_clears(org):
     contact = _create(org, first_name="Sari", email="a@b.io", phone="081234567890", tags=["vip"])
     updated = org.client.patch(f"/orgs/c/contacts/{contact['id']}", json={"last_name": "W", "phone": None}).json()
-    assert updated["first_name"] == "Sari" and updated["last_name"] == "W"
-    assert updated["phone"] is None and updated["country"] is None
+    assert updated["first_name"] == "Sari"
+    assert updated["last_name"] == "W"
+    assert updated["phone"] is None
+    assert updated["country"] is None
     assert updated["tags"] == ["vip"]
     # The released phone can now name another contact.
     _create(org, phone="081234567890")
@@ -161,7 +164,8 @@ def test_custom_fields_are_declared_typed_and_validated(org):
     merged = org.client.patch(
         f"/orgs/c/contacts/{contact['id']}", json={"custom_fields": {"plan": None, "score": 7}}
     ).json()
-    assert merged["custom_fields"]["score"] == 7 and "plan" not in merged["custom_fields"]
+    assert merged["custom_fields"]["score"] == 7
+    assert "plan" not in merged["custom_fields"]
     names = [f["name"] for f in org.client.get("/orgs/c/contacts/fields").json()]
     assert names == sorted(["plan", "score", "vip", "birthday", "last_order"])
     assert org.client.delete("/orgs/c/contacts/fields/plan").status_code == 204
@@ -238,7 +242,8 @@ def test_merge_moves_identities_channels_tags_and_keeps_the_opt_out(org):
     }
     assert org.client.get("/orgs/c/contacts", params={"tag": "lead"}).headers["X-Total-Count"] == "1"
     activity = org.client.get(f"/orgs/c/contacts/{target['id']}/activity").json()["items"]
-    assert activity[0]["type"] == "merged" and activity[0]["data"] == {"source_contact_id": source["id"]}
+    assert activity[0]["type"] == "merged"
+    assert activity[0]["data"] == {"source_contact_id": source["id"]}
 
 
 def test_merge_rejects_self_and_unknown_sources(org, other_org):

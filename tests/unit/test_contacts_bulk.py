@@ -28,7 +28,8 @@ def test_dry_run_reports_per_item_and_writes_nothing_then_real_run_matches(org, 
     dry_actions = [r["action"] for r in dry.json()["results"]]
     assert dry_actions == ["created", "updated", "invalid", "updated", "unchanged", "invalid", "invalid"]
     invalid = dry.json()["results"][2]
-    assert invalid["errors"][0]["field"] == "phone" and invalid["errors"][0]["value"] == "not a phone"
+    assert invalid["errors"][0]["field"] == "phone"
+    assert invalid["errors"][0]["value"] == "not a phone"
     assert dry.json()["results"][6]["errors"][0]["field"] == "org_id"
 
     real = org.client.post("/orgs/c/contacts/bulk", json={"contacts": BATCH, "upsert": True})

@@ -24,7 +24,8 @@ def test_pages_cover_every_contact_once_newest_first(org):
         if not cursor:
             break
     assert pages == 6
-    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == len(set(seen))
     created = [org.client.get(f"/orgs/c/contacts/{i}").json()["created_at"] + i for i in seen]
     assert created == sorted(created, reverse=True)
 

@@ -67,7 +67,7 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_needs_a_key(org, victim, method, path):
-    b, ids, _ = victim
+    _b, ids, _ = victim
     response = org.client.request(
         method, _fill(path, "c", ids), json=BODIES.get((method, path)), headers={"Authorization": ""}
     )
