@@ -1,0 +1,47 @@
+"""The admin command creates orgs and keys that the API accepts."""
+
+import json
+
+from fastapi.testclient import TestClient
+
+from audience import admin
+
+
+def _client(stack, api_key):
+    return TestClient(stack.http_app, headers={"Authorization": f"Bearer {api_key}"})
+
+
+def test_create_org_is_idempotent_for_a_known_org_and_key(stack):
+    first = admin.create_org("Default", org_id="org_local", default_country="ID")
+    again = admin.create_org("Default", org_id="org_local", api_key=first["api_key"])
+    assert again == first
+    assert _client(stack, first["api_key"]).get("/orgs/c").json()["id"] == "org_local"
+
+
+def test_create_key_for_an_existing_org(stack):
+    org = admin.create_org("Acme")
+    key = admin.create_key(org["org_id"], "ci")
+    names = {k["name"] for k in _client(stack, key["api_key"]).get("/orgs/c/api-keys").json()}
+    assert names == {"default", "ci"}
+
+
+def test_cli_prints_the_new_org_and_key_as_json(stack, tmp_path, capsys, monkeypatch):
+    dev_file = tmp_path / "dev.json"
+    dev_file.write_text(
+        json.dumps({"endpoint_url": "http://127.0.0.1:4566", "region": "us-east-1", "resources": stack.resources})
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert admin.main(["create-org", "--name", "acme", "--dev-file", str(dev_file)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"org_id", "name", "api_key", "key_id"}
+    assert _client(stack, printed["api_key"]).get("/orgs/c").json()["name"] == "acme"
+
+
+def test_cli_without_a_running_local_stack_says_so(tmp_path):
+    missing = tmp_path / "dev.json"
+    try:
+        admin.main(["create-org", "--name", "acme", "--dev-file", str(missing)])
+    except SystemExit as exit_:
+        assert "make dev" in str(exit_.code)
+    else:
+        raise AssertionError("expected the command to stop")
