@@ -1,5 +1,7 @@
 """Listing contacts: cursor pagination, filters, prefix search and totals from counters."""
 
+from datetime import datetime, timedelta, timezone
+
 from audience.contacts import keys
 
 
@@ -110,3 +112,19 @@ def test_page_size_and_cursor_are_bounded(org):
 def test_contacts_of_one_org_are_spread_over_shards(org):
     ids = _bulk(org, [{"email": f"s{i}@x.io"} for i in range(64)])
     assert len({keys.shard_of(i) for i in ids}) >= keys.SHARDS - 2
+
+
+def test_created_range_accepts_offsets_and_rejects_naive_times(org):
+    created = org.client.post("/orgs/c/contacts", json={"email": "t@x.io"}).json()["created_at"]
+    instant = datetime.fromisoformat(created.replace("Z", "+00:00"))
+
+    def listed(**bounds):
+        return [c["email"] for c in org.client.get("/orgs/c/contacts", params=bounds).json()["items"]]
+
+    jakarta, new_york = timezone(timedelta(hours=7)), timezone(timedelta(hours=-5))
+    assert listed(created_to=(instant + timedelta(minutes=1)).astimezone(jakarta).isoformat()) == ["t@x.io"]
+    assert listed(created_to=(instant - timedelta(minutes=1)).astimezone(new_york).isoformat()) == []
+    assert listed(created_from=(instant - timedelta(minutes=1)).astimezone(jakarta).isoformat()) == ["t@x.io"]
+    naive = org.client.get("/orgs/c/contacts", params={"created_from": created[:19]})
+    assert naive.status_code == 422
+    assert naive.json()["error"]["fields"][0]["field"] == "created_from"

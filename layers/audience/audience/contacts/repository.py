@@ -302,7 +302,7 @@ class ContactsRepository:
     ) -> tuple[list[str], str | None]:
         """Up to `limit` contact ids of a facet, newest first, and the sort key to continue after."""
         lower = created_from or "0"  # below any ISO timestamp; DynamoDB refuses empty key values
-        upper = f"{created_to}~" if created_to else "~"
+        upper = f"{created_to}~" if created_to else "~"  # "~" sorts after "#{id}" and every timestamp
         if after is not None and after < upper:
             upper = after
         candidates: list[str] = []

@@ -74,7 +74,7 @@ class ListFilter:
             and (self.tag is None or self.tag in contact.tags)
             and (self.channel is None or any(c["channel"] == self.channel for c in contact.channels))
             and (self.created_from is None or contact.created_at >= self.created_from)
-            and (self.created_to is None or contact.created_at <= self.created_to + "~")
+            and (self.created_to is None or contact.created_at <= self.created_to)
         )
 
 
@@ -119,6 +119,11 @@ class ContactService:
             raise ValidationError.for_field("status", filters.status, f"must be one of {', '.join(STATUSES)}")
         if filters.channel is not None and filters.channel not in CHANNELS:
             raise ValidationError.for_field("channel", filters.channel, f"must be one of {', '.join(CHANNELS)}")
+        filters = replace(
+            filters,
+            created_from=_bound("created_from", filters.created_from, end=False),
+            created_to=_bound("created_to", filters.created_to, end=True),
+        )
         after = decode_cursor(cursor)
         query = search_query(filters.query) if filters.query else None
         facet, counter = ("all", ""), "total"
@@ -553,6 +558,22 @@ def _field_value(path: str, type_: str, value: Any) -> Any:
         raise ValidationError.for_field(path, value, "must be an ISO 8601 date-time with a time zone") from None
     if moment.tzinfo is None:
         raise ValidationError.for_field(path, value, "must be an ISO 8601 date-time with a time zone")
+    return clock.iso(moment)
+
+
+def _bound(name: str, value: str | None, *, end: bool) -> str | None:
+    """A created-range bound as the stored timestamp format; a bare date covers its whole day (UTC)."""
+    if value is None:
+        return None
+    try:
+        if _DATE.match(value):
+            day = date.fromisoformat(value)
+            return f"{day.isoformat()}T23:59:59.999Z" if end else f"{day.isoformat()}T00:00:00.000Z"
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError.for_field(name, value, "must be an ISO 8601 date or date-time") from None
+    if moment.tzinfo is None:
+        raise ValidationError.for_field(name, value, "a date-time needs a time zone (Z or an offset)")
     return clock.iso(moment)
 
 

@@ -73,10 +73,10 @@ def list_contacts(
     tag: Annotated[str | None, Query(max_length=64)] = None,
     channel: ChannelName | None = None,
     created_from: Annotated[
-        str | None, Query(max_length=30, pattern=r"^\d{4}-\d{2}-\d{2}", description="ISO date or date-time")
+        str | None, Query(max_length=40, pattern=r"^\d{4}-\d{2}-\d{2}", description="ISO date or date-time")
     ] = None,
     created_to: Annotated[
-        str | None, Query(max_length=30, pattern=r"^\d{4}-\d{2}-\d{2}", description="ISO date or date-time")
+        str | None, Query(max_length=40, pattern=r"^\d{4}-\d{2}-\d{2}", description="ISO date or date-time")
     ] = None,
 ) -> ContactPage:
     """Newest first (search results in match order). `X-Total-Count` carries the exact total when the

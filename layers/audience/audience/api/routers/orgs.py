@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
 
 from audience import container
 from audience.api.deps import OrgId
@@ -57,7 +59,7 @@ def list_api_keys(org_id: OrgId) -> list[ApiKeyOut]:
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["api-keys"])
-def delete_api_key(org_id: OrgId, key_id: str) -> Response:
+def delete_api_key(org_id: OrgId, key_id: Annotated[str, Path(max_length=64)]) -> Response:
     """Revoke a key; requests with it are refused from now on."""
     container.org_service().delete_key(org_id, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -79,7 +81,7 @@ def create_field(org_id: OrgId, body: CreateFieldRequest) -> FieldOut:
 
 
 @router.delete("/contacts/fields/{name}", status_code=status.HTTP_204_NO_CONTENT, tags=["fields"])
-def delete_field(org_id: OrgId, name: str) -> Response:
+def delete_field(org_id: OrgId, name: Annotated[str, Path(max_length=64)]) -> Response:
     """Remove a field definition; values already stored stay on contacts until overwritten or cleared."""
     container.org_service().delete_field(org_id, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
