@@ -550,14 +550,19 @@ def _field_value(path: str, type_: str, value: Any) -> Any:
             return date.fromisoformat(value).isoformat()
         except ValueError:
             raise ValidationError.for_field(path, value, "must be a date like 2026-11-23") from None
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError.for_field(path, value, "must be an ISO 8601 date-time with a time zone") from None
-    if moment.tzinfo is None:
-        raise ValidationError.for_field(path, value, "must be an ISO 8601 date-time with a time zone")
+    return _zoned(path, value)
+
+
+def _zoned(name: str, value: Any) -> str:
+    """An ISO 8601 date-time with a zone, in the stored UTC form; anything else names the field."""
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValidationError.for_field(name, value, "must be an ISO 8601 date-time with a time zone (Z or an offset)")
     return clock.iso(moment)
 
 
@@ -565,16 +570,13 @@ def _bound(name: str, value: str | None, *, end: bool) -> str | None:
     """A created-range bound as the stored timestamp format; a bare date covers its whole day (UTC)."""
     if value is None:
         return None
-    try:
-        if _DATE.match(value):
+    if _DATE.match(value):
+        try:
             day = date.fromisoformat(value)
-            return f"{day.isoformat()}T23:59:59.999Z" if end else f"{day.isoformat()}T00:00:00.000Z"
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError.for_field(name, value, "must be an ISO 8601 date or date-time") from None
-    if moment.tzinfo is None:
-        raise ValidationError.for_field(name, value, "a date-time needs a time zone (Z or an offset)")
-    return clock.iso(moment)
+        except ValueError:
+            raise ValidationError.for_field(name, value, "is not a calendar date") from None
+        return f"{day.isoformat()}T23:59:59.999Z" if end else f"{day.isoformat()}T00:00:00.000Z"
+    return _zoned(name, value)
 
 
 def _change_activity(before: Contact, after: Contact) -> list[Activity]:
