@@ -38,9 +38,9 @@ lint: $(BIN)/.installed $(SAM_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
-	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1
 
-## build: `sam build` (python3.13, arm64), offline
+## build: `sam build` (python3.13, arm64); no AWS account or Docker, PyPI for the layer's arm64 wheels
 build: $(SAM_VENV)/.installed
 	@test -n "$(PY313)" || { echo "sam build needs python3.13 on PATH"; exit 1; }
 	PATH="$(dir $(PY313)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
