@@ -33,12 +33,15 @@ dev: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
-## lint: ruff, cfn-lint and `sam validate --lint`
+## lint: ruff, cfn-lint and `sam validate --lint`; runs them all, fails if any failed
 lint: $(BIN)/.installed $(SAM_VENV)/.installed
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/cfn-lint template.yaml
-	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	@status=0; for linter in \
+	  "$(BIN)/ruff check ." \
+	  "$(BIN)/ruff format --check ." \
+	  "$(BIN)/cfn-lint template.yaml" \
+	  "SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1"; do \
+	  echo "$$linter"; eval "$$linter" || status=1; \
+	done; exit $$status
 
 ## build: `sam build` (python3.13, arm64); no AWS account or Docker, PyPI for the layer's arm64 wheels
 build: $(SAM_VENV)/.installed
