@@ -69,7 +69,11 @@ def test_merged_away_contact_is_purged_and_its_identities_kept_by_the_target(gat
     stack.drain()
 
     items = _table_items(stack)
-    assert not [i for i in items if source["id"] in repr(i)]
+    # Nothing of the source is left; the target's timeline records the merge by id.
+    leftovers = [i for i in items if source["id"] in repr(i) and not i["pk"].endswith(target["id"])]
+    assert leftovers == []
+    merged_entry = [i for i in items if i["pk"].endswith(target["id"]) and i.get("type") == "merged"]
+    assert merged_entry[0]["data"] == {"source_contact_id": source["id"]}
     identity = [i for i in items if i["pk"].endswith("#I#email#b@x.io")]
     assert len(identity) == 1
     assert identity[0]["contact_id"] == target["id"]

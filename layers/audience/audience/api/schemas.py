@@ -12,10 +12,16 @@ Status = Literal["SUBSCRIBED", "UNSUBSCRIBED", "BLOCKED"]
 ChannelName = Literal["whatsapp", "messenger", "instagram", "telegram", "webchat", "email", "sms", "custom"]
 
 
-class Strict(BaseModel):
+class Model(BaseModel):
+    """Validators are built when a route first uses a model, not at import: a cold start builds only its own."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Strict(Model):
     """Unknown fields are an error, so a client can never set org ids, hashes or versions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ChannelIn(Strict):
@@ -47,12 +53,12 @@ class UpdateContactRequest(ContactWrite):
     """Fields to change; omitted fields stay, null clears a field, custom_fields merge (null removes one)."""
 
 
-class IdentityOut(BaseModel):
+class IdentityOut(Model):
     type: str
     value: str
 
 
-class ContactOut(BaseModel):
+class ContactOut(Model):
     id: str
     first_name: str | None
     last_name: str | None
@@ -88,12 +94,12 @@ class ContactOut(BaseModel):
         )
 
 
-class ContactPage(BaseModel):
+class ContactPage(Model):
     items: list[ContactOut]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")
 
 
-class ContactStats(BaseModel):
+class ContactStats(Model):
     total: int
     subscribed: int
     unsubscribed: int
@@ -105,7 +111,7 @@ class BulkCreateRequest(Strict):
     upsert: bool = False
 
 
-class BulkItemResult(BaseModel):
+class BulkItemResult(Model):
     index: int
     action: Literal["created", "updated", "unchanged", "invalid", "conflict"]
     contact_id: str | None = None
@@ -113,7 +119,7 @@ class BulkItemResult(BaseModel):
     errors: list[dict[str, Any]] = []
 
 
-class BulkCreateResponse(BaseModel):
+class BulkCreateResponse(Model):
     dry_run: bool
     summary: dict[str, int]
     results: list[BulkItemResult]
@@ -123,7 +129,7 @@ class BulkDeleteRequest(Strict):
     ids: list[str] = Field(min_length=1, max_length=1000)
 
 
-class BulkDeleteResponse(BaseModel):
+class BulkDeleteResponse(Model):
     summary: dict[str, int]
     results: list[dict[str, str]]
 
@@ -132,14 +138,14 @@ class MergeRequest(Strict):
     source_contact_ids: list[str] = Field(min_length=1, max_length=10)
 
 
-class ActivityOut(BaseModel):
+class ActivityOut(Model):
     id: str
     type: str
     at: str
     data: dict[str, Any]
 
 
-class ActivityPage(BaseModel):
+class ActivityPage(Model):
     items: list[ActivityOut]
     next_cursor: str | None
 
@@ -150,7 +156,7 @@ class CreateFieldRequest(Strict):
     label: str | None = Field(default=None, max_length=200)
 
 
-class FieldOut(BaseModel):
+class FieldOut(Model):
     name: str
     type: str
     label: str
@@ -162,7 +168,7 @@ class CreateApiKeyRequest(Strict):
     rate_limit_per_minute: int | None = Field(default=None, ge=1, le=100_000)
 
 
-class ApiKeyOut(BaseModel):
+class ApiKeyOut(Model):
     id: str
     name: str
     prefix: str
@@ -174,7 +180,7 @@ class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret; shown only in this response")
 
 
-class OrgOut(BaseModel):
+class OrgOut(Model):
     id: str
     name: str
     default_country: str
@@ -186,11 +192,11 @@ class UpdateOrgRequest(Strict):
     default_country: str | None = Field(default=None, min_length=2, max_length=2)
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     code: str
     message: str
     fields: list[dict[str, Any]] | None = None
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     error: ErrorBody
