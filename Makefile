@@ -47,6 +47,7 @@ lint: $(BIN)/.installed $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed
 	@test -n "$(PY313)" || { echo "sam build needs python3.13 on PATH"; exit 1; }
 	PATH="$(dir $(PY313)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	$(PY313) scripts/check_build.py
 
 ## org: create an org and print its id and API key (local stack, or STACK=<name> for a deployed one)
 org: $(BIN)/.installed
