@@ -51,7 +51,7 @@ build: $(SAM_VENV)/.installed
 
 ## org: create an org and print its id and API key (local stack, or STACK=<name> for a deployed one)
 org: $(BIN)/.installed
-	$(BIN)/python -m audience.admin create-org --name "$(NAME)" $(if $(STACK),--stack-name $(STACK),--dev-file .local/dev.json)
+	@PYTHONPATH=layers/audience $(BIN)/python -m audience.admin create-org --name "$(NAME)" $(if $(STACK),--stack-name $(STACK),--dev-file .local/dev.json)
 
 ## bench: run the benchmarks and print their figures (see BENCHMARKS.md)
 bench: $(BIN)/.installed
