@@ -90,7 +90,8 @@ def _banner(state: dict[str, Any], state_file: Path, seconds: float) -> str:
         f"  Org          {state.get('org_id') or '(none: audience.admin not available)'}",
         f"  API key      {state.get('api_key') or '-'}",
         f"  AWS (moto)   {endpoint}  region {region}",
-        f"  Try          AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --endpoint-url {endpoint} --region {region} dynamodb list-tables",
+        f"  Try          AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\\n"
+        f"                 aws --endpoint-url {endpoint} --region {region} dynamodb list-tables",
         f"  Saved to     {state_file}",
         "Data lives in memory and is gone when you stop; the org id and key are reused on the next start.",
         "Ctrl-C stops.",

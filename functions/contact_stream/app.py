@@ -10,22 +10,27 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from audience import aws
 from audience.contacts.stream import purge_removed_contact
 
 logger = Logger()
+metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 def record_handler(record: Any) -> None:
     purged = purge_removed_contact(aws.client("dynamodb"), os.environ["CONTACTS_TABLE"], record.raw_event)
     if purged:
+        metrics.add_metric(name="ContactPartitionsPurged", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="ContactItemsPurged", unit=MetricUnit.Count, value=purged)
         logger.info("purged deleted contact partition", extra={"items": purged})
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -29,6 +29,14 @@ _STATUS: list[tuple[type[AudienceError], int]] = [
 ]
 
 
+def _count(name: str) -> None:
+    """Add one to a CloudWatch metric (EMF, flushed by the function's Powertools handler)."""
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    Metrics().add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
@@ -47,10 +55,12 @@ def _domain_error(_: Request, error: Exception) -> JSONResponse:
     if isinstance(error, AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="audience"'
     if isinstance(error, RateLimitedError):
+        _count("RateLimitedRequests")
         headers["Retry-After"] = str(error.retry_after)
         headers["X-RateLimit-Limit"] = str(error.limit)
         headers["X-RateLimit-Remaining"] = "0"
     if status == 500:
+        _count("InternalErrors")
         return error_response(500, "internal_error", "internal error")
     return error_response(status, error.code, error.message, headers, **extra)
 
