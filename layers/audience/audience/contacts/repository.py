@@ -41,6 +41,7 @@ from audience import aws, ids
 from audience.contacts import keys
 from audience.contacts.models import Activity, Contact, Identity, Page
 from audience.contacts.normalize import fold
+from audience.contacts.stream import purge_partition
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 
 MAX_TRANSACTION_ITEMS = 100
@@ -541,29 +542,6 @@ class ContactsRepository:
                     owner = reasons[index].get("Item", {}).get("contact_id", {}).get("S")
                     raise IdentityTakenError(identity, owner) from None
             raise ConcurrentUpdateError("the contact changed while it was being written; retry") from None
-
-
-def purge_partition(client: Any, table_name: str, pk: str) -> int:
-    """Delete every item in partition `pk` (idempotent: a second run finds nothing)."""
-    deleted = 0
-    kwargs: dict[str, Any] = {
-        "TableName": table_name,
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": pk}},
-        "ProjectionExpression": "pk, sk",
-    }
-    while True:
-        page = client.query(**kwargs)
-        batch = [{"DeleteRequest": {"Key": item}} for item in page["Items"]]
-        for start in range(0, len(batch), 25):
-            pending: dict[str, Any] = {table_name: batch[start : start + 25]}
-            while pending:
-                response = client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-        deleted += len(batch)
-        if "LastEvaluatedKey" not in page:
-            return deleted
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _subtract(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
