@@ -11,8 +11,13 @@ def now() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and a Z, which sorts lexicographically by time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """ISO 8601 in UTC with milliseconds and a Z, which sorts lexicographically by time.
+
+    The year is always four digits (strftime's %Y is not, before 1000), and a moment that falls outside
+    years 1-9999 once in UTC raises OverflowError.
+    """
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc:%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def now_iso() -> str:

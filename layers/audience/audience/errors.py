@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -39,7 +40,22 @@ class ValidationError(AudienceError):
 
     @classmethod
     def for_field(cls, field: str, value: Any, message: str) -> ValidationError:
-        return cls(f"{field}: {message}", [{"field": field, "value": value, "message": message}])
+        return cls(f"{field}: {message}", [{"field": field, "value": displayable(value), "message": message}])
+
+
+def displayable(value: Any) -> Any:
+    """A rejected input value in a form any JSON encoder can carry back to the caller.
+
+    Non-finite numbers and text that is not valid Unicode are shown as text; structures are left out
+    (the field name already says where the problem is).
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
 
 
 class ConflictError(AudienceError):

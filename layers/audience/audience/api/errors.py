@@ -17,6 +17,7 @@ from audience.errors import (
     NotFoundError,
     RateLimitedError,
     ValidationError,
+    displayable,
 )
 
 _STATUS: list[tuple[type[AudienceError], int]] = [
@@ -27,6 +28,10 @@ _STATUS: list[tuple[type[AudienceError], int]] = [
     (AuthenticationError, 401),
     (RateLimitedError, 429),
 ]
+
+
+def _echo_fields(fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**f, "value": displayable(f.get("value"))} for f in fields]
 
 
 def _count(name: str) -> None:
@@ -51,7 +56,9 @@ def _domain_error(_: Request, error: Exception) -> JSONResponse:
     headers: dict[str, str] = {}
     extra: dict[str, Any] = dict(error.details)
     if isinstance(error, ValidationError):
-        extra["fields"] = error.fields
+        extra["fields"] = _echo_fields(error.fields)
+        message = error.message.encode("utf-8", "backslashreplace").decode("utf-8")
+        return error_response(422, error.code, message, headers, **extra)
     if isinstance(error, AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="audience"'
     if isinstance(error, RateLimitedError):
@@ -70,11 +77,10 @@ def _request_validation(_: Request, error: Exception) -> JSONResponse:
     fields = []
     for problem in error.errors():
         location = [str(part) for part in problem.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        value = problem.get("input")
         fields.append(
             {
                 "field": ".".join(location) or "body",
-                "value": value if isinstance(value, str | int | float | bool | type(None)) else None,
+                "value": displayable(problem.get("input")),
                 "message": problem.get("msg", "is invalid"),
             }
         )

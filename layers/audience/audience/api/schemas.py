@@ -42,7 +42,8 @@ class ContactWrite(Strict):
 
     def changes(self) -> dict[str, Any]:
         """The fields the client sent (PATCH semantics), as plain data for the service."""
-        return self.model_dump(exclude_unset=True, mode="json")
+        # Python mode: JSON mode would turn a non-finite number into null, which clears a field.
+        return self.model_dump(exclude_unset=True)
 
 
 class CreateContactRequest(ContactWrite):

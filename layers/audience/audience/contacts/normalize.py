@@ -68,6 +68,13 @@ def normalize_email(raw: str, field: str = "email") -> str:
     return result.normalized.lower()
 
 
+def national_digits(e164: str) -> str:
+    """The national significant number of an E.164 phone (`+6281234567890` -> `81234567890`)."""
+    import phonenumbers
+
+    return str(phonenumbers.parse(e164).national_number)
+
+
 def fold(text: str) -> str:
     """Lower case without accents, with runs of whitespace collapsed: the form search terms take."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -79,5 +86,6 @@ def search_query(raw: str) -> str:
     """The folded form of a search query; phone-like queries keep only their digits."""
     value = raw.strip()
     if _PHONE_CHARS.match(value) and any(c.isdigit() for c in value):
-        return _DIGITS.sub("", value)
+        # National forms start with a trunk prefix (0812...); the index holds the number without it.
+        return _DIGITS.sub("", value).lstrip("0") or "0"
     return fold(value)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -40,7 +41,7 @@ from botocore.exceptions import ClientError
 from audience import aws, ids
 from audience.contacts import keys
 from audience.contacts.models import Activity, Contact, Identity, Page
-from audience.contacts.normalize import fold
+from audience.contacts.normalize import fold, national_digits
 from audience.contacts.stream import purge_partition
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 
@@ -152,9 +153,10 @@ def search_terms(contact: Contact) -> list[str]:
         terms.append(folded)
         terms.extend(folded.split(" ")[:4])
     if contact.email:
-        terms.append(contact.email)
+        terms.append(fold(contact.email))
     if contact.phone:
         terms.append(contact.phone.lstrip("+"))
+        terms.append(national_digits(contact.phone))
     return [t[:200] for t in dict.fromkeys(terms) if t]
 
 
@@ -203,17 +205,26 @@ def encode_cursor(sort_key: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"k": sort_key}).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> str | None:
+_CURSOR_KEY = re.compile(r"^.{1,512}#ct_[0-9a-z]{26}$", re.S)
+_ACTIVITY_KEY = re.compile(r"^A#\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z#[0-9a-z]{26}$")
+
+
+def decode_cursor(cursor: str | None, shape: re.Pattern[str] = _CURSOR_KEY) -> str | None:
+    """The sort key a cursor carries; anything this API did not hand out is a 422."""
     if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise ValidationError.for_field("cursor", cursor, "is not a cursor this API returned") from None
-    if not isinstance(value, str):
+        value = None
+    if not isinstance(value, str) or not shape.match(value):
         raise ValidationError.for_field("cursor", cursor, "is not a cursor this API returned")
     return value
+
+
+def decode_activity_cursor(cursor: str | None) -> str | None:
+    return decode_cursor(cursor, _ACTIVITY_KEY)
 
 
 # -- repository -----------------------------------------------------------------------------------
@@ -291,7 +302,7 @@ class ContactsRepository:
                     totals[name] = totals.get(name, 0) + value
         return totals
 
-    def list_ids(
+    def list_entries(
         self,
         org_id: str,
         *,
@@ -300,39 +311,35 @@ class ContactsRepository:
         created_to: str | None = None,
         after: str | None = None,
         limit: int = 100,
-    ) -> tuple[list[str], str | None]:
-        """Up to `limit` contact ids of a facet, newest first, and the sort key to continue after."""
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """Up to `limit` (sort key, contact id) of a facet, newest first, and whether more follow."""
         lower = created_from or "0"  # below any ISO timestamp; DynamoDB refuses empty key values
         upper = f"{created_to}~" if created_to else "~"  # "~" sorts after "#{id}" and every timestamp
         if after is not None and after < upper:
             upper = after
+        if lower > upper:
+            return [], False
         candidates: list[str] = []
         for shard in range(keys.SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table_name,
-                "IndexName": "gsi1",
-                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": serialize(
-                    {
-                        ":pk": keys.facet_partition(org_id, facet[0], facet[1], shard),
-                        ":lo": lower,
-                        ":hi": upper,
-                    }
+            response = self._client.query(
+                TableName=self._table_name,
+                IndexName="gsi1",
+                KeyConditionExpression="gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues=serialize(
+                    {":pk": keys.facet_partition(org_id, facet[0], facet[1], shard), ":lo": lower, ":hi": upper}
                 ),
-                "ScanIndexForward": False,
-                "Limit": limit + 1,
-            }
-            response = self._client.query(**kwargs)
+                ScanIndexForward=False,
+                Limit=limit + 1,
+            )
             candidates.extend(sk for sk in (i["gsi1sk"]["S"] for i in response["Items"]) if after is None or sk < after)
         candidates.sort(reverse=True)
-        page = candidates[:limit]
-        more = len(candidates) > limit
-        return [sk.rsplit("#", 1)[1] for sk in page], (page[-1] if more and page else None)
+        return [(sk, sk.rsplit("#", 1)[1]) for sk in candidates[:limit]], len(candidates) > limit
 
-    def search_ids(
+    def search_entries(
         self, org_id: str, prefix: str, *, after: str | None = None, limit: int = 100
-    ) -> tuple[list[str], str | None]:
-        """Contact ids with a search term starting with `prefix`, in term order, and where to continue."""
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """Up to `limit` (term#id, contact id) whose term starts with `prefix`, in term order, and
+        whether more follow. A contact appears once per matching term."""
         lower = max(prefix, after) if after else prefix
         candidates: list[str] = []
         for shard in range(keys.SHARDS):
@@ -347,9 +354,7 @@ class ContactsRepository:
             )
             candidates.extend(sk for sk in (i["gsi1sk"]["S"] for i in response["Items"]) if sk != after)
         candidates.sort()
-        page = candidates[:limit]
-        more = len(candidates) > limit
-        return [sk.rsplit("#", 1)[1] for sk in page], (page[-1] if more and page else None)
+        return [(sk, sk.rsplit("#", 1)[1]) for sk in candidates[:limit]], len(candidates) > limit
 
     def activity(self, org_id: str, contact_id: str, *, after: str | None = None, limit: int = 50) -> Page:
         pk = keys.contact_pk(org_id, contact_id)
@@ -534,14 +539,25 @@ class ContactsRepository:
         try:
             self._client.transact_write_items(TransactItems=ops)
         except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
+            code = error.response["Error"]["Code"]
+            if code == "ValidationException":  # for example an item over DynamoDB's 400 KB
+                raise ValidationError(f"the contact cannot be stored: {error.response['Error']['Message']}") from None
+            if code != "TransactionCanceledException":
                 raise
             reasons = error.response.get("CancellationReasons") or []
             for index, identity in identity_ops:
                 if index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed":
                     owner = reasons[index].get("Item", {}).get("contact_id", {}).get("S")
                     raise IdentityTakenError(identity, owner) from None
-            raise ConcurrentUpdateError("the contact changed while it was being written; retry") from None
+            codes = {reason.get("Code") for reason in reasons}
+            if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
+                raise ConcurrentUpdateError("the contact changed while it was being written; retry") from None
+            invalid = next((r for r in reasons if r.get("Code") == "ValidationError"), None)
+            if invalid is not None:
+                raise ValidationError(
+                    f"the contact cannot be stored: {invalid.get('Message', 'invalid item')}"
+                ) from None
+            raise
 
 
 def _subtract(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:

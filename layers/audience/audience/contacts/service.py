@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from decimal import Decimal, DecimalException
 from typing import Any
+
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 
 from audience import clock, ids
 from audience.contacts.models import (
@@ -24,7 +28,14 @@ from audience.contacts.models import (
     Page,
 )
 from audience.contacts.normalize import normalize_email, normalize_phone, search_query
-from audience.contacts.repository import ContactsRepository, IdentityTakenError, decode_cursor, encode_cursor
+from audience.contacts.repository import (
+    ContactsRepository,
+    IdentityTakenError,
+    decode_activity_cursor,
+    decode_cursor,
+    encode_cursor,
+    search_terms,
+)
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 from audience.orgs.models import FieldDefinition
 from audience.orgs.repository import OrgsRepository
@@ -43,6 +54,7 @@ WRITABLE = (
 )
 MAX_BULK = 1000
 MAX_MERGE_SOURCES = 10
+MAX_CUSTOM_FIELDS_BYTES = 64 * 1024
 _WRITE_ATTEMPTS = 4
 _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -109,7 +121,7 @@ class ContactService:
 
     def activity(self, org_id: str, contact_id: str, *, cursor: str | None, take: int) -> Page:
         self._contacts.get(org_id, contact_id)
-        page = self._contacts.activity(org_id, contact_id, after=decode_cursor(cursor), limit=take)
+        page = self._contacts.activity(org_id, contact_id, after=decode_activity_cursor(cursor), limit=take)
         return Page(page.items, encode_cursor(page.next_cursor) if page.next_cursor else None)
 
     def list(self, org_id: str, filters: ListFilter, *, cursor: str | None, take: int) -> ContactList:
@@ -138,12 +150,12 @@ class ContactService:
         exact = single and not query and not filters.created_from and not filters.created_to
 
         found: list[Contact] = []
-        seen: set[str] = set()
+        next_key: str | None = None
         for _ in range(8):  # bounded work per request; the cursor lets the client go on
             if query:
-                ids_, after = self._contacts.search_ids(org_id, query, after=after, limit=take)
+                entries, more = self._contacts.search_entries(org_id, query, after=after, limit=take)
             else:
-                ids_, after = self._contacts.list_ids(
+                entries, more = self._contacts.list_entries(
                     org_id,
                     facet=facet,
                     created_from=filters.created_from,
@@ -151,16 +163,27 @@ class ContactService:
                     after=after,
                     limit=take,
                 )
-            contacts = self._contacts.get_many(org_id, ids_)
-            for cid in ids_:
+            contacts = self._contacts.get_many(org_id, [cid for _, cid in entries])
+            used = 0  # entries looked at; the cursor stops right after the last contact returned
+            for sort_key, cid in entries:
+                used += 1
+                after = sort_key
                 contact = contacts.get(cid)
-                if contact and cid not in seen and filters.matches(contact):
-                    seen.add(cid)
-                    found.append(contact)
-            if len(found) >= take or after is None:
+                if contact is None or not filters.matches(contact):
+                    continue
+                if query and sort_key != f"{_first_match(contact, query)}#{cid}":
+                    continue  # a contact with several matching terms is listed at its first one only
+                found.append(contact)
+                if len(found) == take:
+                    break
+            has_rest = more or used < len(entries)
+            if len(found) == take or not has_rest:
+                next_key = after if has_rest else None
                 break
+        else:
+            next_key = after
         total = self._contacts.counters(org_id).get(counter, 0) if exact else None
-        return ContactList(found[:take], encode_cursor(after) if after else None, total)
+        return ContactList(found, encode_cursor(next_key) if next_key else None, total)
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -212,7 +235,9 @@ class ContactService:
         """Fold each source into the target: identities, channels, tags, fields; sources are deleted.
 
         The target's values win; gaps are filled from the sources; the most restrictive status wins so
-        that an opt-out survives the merge. Each source is absorbed in its own transaction.
+        that an opt-out survives the merge. A merge whose result would exceed a contact's limits (tags,
+        channels, identities) is refused before anything is written; then each source is absorbed in
+        its own transaction.
         """
         sources = list(dict.fromkeys(source_ids))
         if not sources or len(sources) > MAX_MERGE_SOURCES:
@@ -222,9 +247,13 @@ class ContactService:
         if target_id in sources:
             raise ValidationError.for_field("source_contact_ids", source_ids, "must not include the target contact")
         target = self._contacts.get(org_id, target_id)
-        missing = [s for s in sources if s not in self._contacts.get_many(org_id, sources)]
+        found = self._contacts.get_many(org_id, sources)
+        missing = [s for s in sources if s not in found]
         if missing:
             raise NotFoundError(f"contact {missing[0]} not found")
+        preview = target
+        for source_id in sources:  # refuse up front what cannot fit, before any source is absorbed
+            preview = _merge(preview, found[source_id])
         for source_id in sources:
             for _ in range(_WRITE_ATTEMPTS):
                 target = self._contacts.get(org_id, target_id)
@@ -257,7 +286,9 @@ class ContactService:
         if dry_run:
             return self._simulate(org_id, items, prepared, upsert=upsert, fields=fields, country=country)
 
-        groups = _identity_groups([c for c, _ in prepared])
+        candidates = [c for c, _ in prepared]
+        owners = self._contacts.owners(org_id, [i for c in candidates if c for i in c.identities()])
+        groups = _identity_groups(candidates, owners)
         results: dict[int, Outcome] = {}
 
         def run(group: list[int]) -> None:
@@ -266,7 +297,7 @@ class ContactService:
                     results[index] = self._create(org_id, items[index], upsert=upsert, fields=fields, country=country)
                 except ValidationError as error:
                     results[index] = Outcome("invalid", errors=error.fields, message=error.message)
-                except ConflictError as error:
+                except (ConflictError, ConcurrentUpdateError) as error:
                     results[index] = Outcome(
                         "conflict", contact_id=error.details.get("contact_id"), message=error.message
                     )
@@ -371,6 +402,8 @@ class ContactService:
             if clash is not None:
                 outcomes.append(Outcome("conflict", contact_id=owners[clash], message="identity already in use"))
                 continue
+            for identity in set(current.identities()) - set(updated.identities()):
+                owners.pop(identity, None)  # released by this update, as the real run does
             for identity in updated.identities():
                 owners[identity] = updated.id
             planned[updated.id] = updated
@@ -446,9 +479,14 @@ class ContactService:
                 "a contact needs an email or a phone",
                 [{"field": "email", "value": None, "message": "email or phone is required"}],
             )
-        # Identities now primary are no longer extra.
+        # Promoting an identity the contact already owns keeps the old primary as an extra identity:
+        # a contact never loses an identity by having another of its own made primary.
+        extras = list(current.extra_identities)
+        for kind, before, after in (("phone", current.phone, updated.phone), ("email", current.email, updated.email)):
+            if before and after != before and Identity(kind, after) in current.extra_identities:
+                extras.append(Identity(kind, before))
         primary = {Identity("phone", updated.phone), Identity("email", updated.email)}
-        updated.extra_identities = [i for i in updated.extra_identities if i not in primary]
+        updated.extra_identities = [i for i in dict.fromkeys(extras) if i not in primary]
         if updated != current and not creating:
             updated.version = current.version + 1
             updated.updated_at = clock.now_iso()
@@ -463,9 +501,7 @@ class ContactService:
 def _text(name: str, value: Any, limit: int) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValidationError.for_field(name, value, "must be a string")
-    text = " ".join(value.split())
+    text = " ".join(_string(name, value).split())
     if len(text) > limit:
         raise ValidationError.for_field(name, value, f"must be at most {limit} characters")
     return text or None
@@ -474,6 +510,10 @@ def _text(name: str, value: Any, limit: int) -> str | None:
 def _string(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError.for_field(name, value, "must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError.for_field(name, value, "is not valid Unicode text") from None
     return value
 
 
@@ -495,7 +535,10 @@ def _channels(value: Any) -> list[dict[str, str]]:
             raise ValidationError.for_field("channels.channel", channel, f"must be one of {', '.join(CHANNELS)}")
         if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 256:
             raise ValidationError.for_field("channels.user_id", user_id, "must be 1 to 256 characters")
-        item = {"channel": channel, "user_id": user_id.strip()}
+        user_id = _string("channels.user_id", user_id).strip()
+        if channel == "email":  # the same identity as a contact's email: compared without case
+            user_id = normalize_email(user_id, field="channels.user_id")
+        item = {"channel": channel, "user_id": user_id}
         if item not in result:
             result.append(item)
     return result
@@ -506,7 +549,7 @@ def _tags(value: Any) -> list[str]:
         raise ValidationError.for_field("tags", value, "must be a list of strings")
     result: list[str] = []
     for tag in value:
-        if not isinstance(tag, str) or not _TAG.match(tag.strip()):
+        if not isinstance(tag, str) or not _TAG.match(_string("tags", tag).strip()):
             raise ValidationError.for_field("tags", tag, "a tag is 1 to 64 printable characters")
         if tag.strip() not in result:
             result.append(tag.strip())
@@ -527,6 +570,11 @@ def _custom_fields(current: dict[str, Any], changes: Any, defs: dict[str, FieldD
         if definition is None:
             raise ValidationError.for_field(f"custom_fields.{name}", value, "is not a declared custom field")
         result[name] = _field_value(f"custom_fields.{name}", definition.type, value)
+    size = len(json.dumps(result, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_CUSTOM_FIELDS_BYTES:
+        raise ValidationError.for_field(
+            "custom_fields", f"{size} bytes", f"custom fields take at most {MAX_CUSTOM_FIELDS_BYTES} bytes in all"
+        )
     return result
 
 
@@ -534,10 +582,16 @@ def _field_value(path: str, type_: str, value: Any) -> Any:
     if type_ == "string":
         if not isinstance(value, str) or len(value) > 2048:
             raise ValidationError.for_field(path, value, "must be a string of at most 2048 characters")
-        return value
+        return _string(path, value)
     if type_ == "number":
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValidationError.for_field(path, value, "must be a finite number")
+        try:  # what DynamoDB can store: 38 significant digits, magnitudes 1e-130 to 1e125
+            DYNAMODB_CONTEXT.create_decimal(Decimal(repr(value)))
+        except DecimalException:
+            raise ValidationError.for_field(
+                path, value, "must have at most 38 significant digits and a magnitude between 1e-130 and 1e125"
+            ) from None
         return value
     if type_ == "boolean":
         if not isinstance(value, bool):
@@ -563,7 +617,10 @@ def _zoned(name: str, value: Any) -> str:
             moment = None
     if moment is None or moment.tzinfo is None:
         raise ValidationError.for_field(name, value, "must be an ISO 8601 date-time with a time zone (Z or an offset)")
-    return clock.iso(moment)
+    try:
+        return clock.iso(moment)
+    except OverflowError:
+        raise ValidationError.for_field(name, value, "is outside the years 1 to 9999 in UTC") from None
 
 
 def _bound(name: str, value: str | None, *, end: bool) -> str | None:
@@ -577,6 +634,10 @@ def _bound(name: str, value: str | None, *, end: bool) -> str | None:
             raise ValidationError.for_field(name, value, "is not a calendar date") from None
         return f"{day.isoformat()}T23:59:59.999Z" if end else f"{day.isoformat()}T00:00:00.000Z"
     return _zoned(name, value)
+
+
+def _first_match(contact: Contact, prefix: str) -> str | None:
+    return min((term for term in search_terms(contact) if term.startswith(prefix)), default=None)
 
 
 def _change_activity(before: Contact, after: Contact) -> list[Activity]:
@@ -611,8 +672,8 @@ def _merge(target: Contact, source: Contact) -> Contact:
         merged.email = source.email
     if not merged.phone and source.phone:
         merged.phone, merged.country = source.phone, source.country
-    merged.channels = (target.channels + [c for c in source.channels if c not in target.channels])[:MAX_CHANNELS]
-    merged.tags = list(dict.fromkeys(target.tags + source.tags))[:MAX_TAGS]
+    merged.channels = target.channels + [c for c in source.channels if c not in target.channels]
+    merged.tags = list(dict.fromkeys(target.tags + source.tags))
     merged.custom_fields = {**source.custom_fields, **target.custom_fields}
     if STATUS_RANK[source.status] > STATUS_RANK[merged.status]:
         merged.status = source.status
@@ -622,14 +683,28 @@ def _merge(target: Contact, source: Contact) -> Contact:
     for identity in source.identities():
         if identity not in kept and identity not in extras:
             extras.append(identity)
-    merged.extra_identities = extras[:MAX_EXTRA_IDENTITIES]
+    merged.extra_identities = extras
+    # A merge never drops what it cannot hold: it is refused, and nothing is written.
+    for name, count, limit in (
+        ("tags", len(merged.tags), MAX_TAGS),
+        ("channels", len(merged.channels), MAX_CHANNELS),
+        ("identities", len(extras), MAX_EXTRA_IDENTITIES),
+    ):
+        if count > limit:
+            raise ValidationError.for_field(
+                "source_contact_ids",
+                source.id,
+                f"merging would give the contact {count} {name}; a contact holds at most {limit}"
+                + (" beyond its email and phone" if name == "identities" else ""),
+            )
     merged.version = target.version + 1
     merged.updated_at = clock.now_iso()
     return merged
 
 
-def _identity_groups(contacts: list[Contact | None]) -> list[list[int]]:
-    """Indexes of bulk items grouped so that items sharing any identity land in one group, in order."""
+def _identity_groups(contacts: list[Contact | None], owners: dict[Identity, str]) -> list[list[int]]:
+    """Indexes of bulk items grouped so that items sharing an identity, or naming the same existing
+    contact through different identities, land in one group, in input order."""
     parent = list(range(len(contacts)))
 
     def find(i: int) -> int:
@@ -638,15 +713,18 @@ def _identity_groups(contacts: list[Contact | None]) -> list[list[int]]:
             i = parent[i]
         return i
 
-    first_seen: dict[Identity, int] = {}
+    first_seen: dict[object, int] = {}
     for index, contact in enumerate(contacts):
         if contact is None:
             continue
         for identity in contact.identities():
-            if identity in first_seen:
-                parent[find(index)] = find(first_seen[identity])
-            else:
-                first_seen[identity] = index
+            for key in (identity, ("owner", owners.get(identity))):
+                if key == ("owner", None):
+                    continue
+                if key in first_seen:
+                    parent[find(index)] = find(first_seen[key])
+                else:
+                    first_seen[key] = index
     groups: dict[int, list[int]] = {}
     for index, contact in enumerate(contacts):
         if contact is not None:
