@@ -43,3 +43,22 @@ def test_cli_prints_the_new_org_and_key_as_json(stack, tmp_path, capsys, monkeyp
 def test_cli_without_a_running_local_stack_says_so(tmp_path):
     with pytest.raises(SystemExit, match="make dev"):
         admin.main(["create-org", "--name", "acme", "--dev-file", str(tmp_path / "dev.json")])
+
+
+def test_cli_finds_a_deployed_stacks_tables_from_its_outputs(stack, capsys, monkeypatch):
+    """--stack-name reads ContactsTableName/OrgsTableName from the stack's outputs, as after sam deploy."""
+    import boto3
+
+    outputs = {"ContactsTableName": stack.resources["ContactsTable"], "OrgsTableName": stack.resources["OrgsTable"]}
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    boto3.client("cloudformation").create_stack(StackName="audience-prod", TemplateBody=json.dumps(template))
+    for name in ("CONTACTS_TABLE", "ORGS_TABLE", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "unset-until-the-command-reads-the-stack" if "TABLE" in name else "us-east-1")
+
+    command = ["create-org", "--name", "prod-org", "--stack-name", "audience-prod", "--region", "us-east-1"]
+    assert admin.main(command) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert _client(stack, printed["api_key"]).get("/orgs/c").json()["name"] == "prod-org"
