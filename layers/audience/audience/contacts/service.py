@@ -294,7 +294,9 @@ class ContactService:
         def run(group: list[int]) -> None:
             for index in group:
                 try:
-                    results[index] = self._create(org_id, items[index], upsert=upsert, fields=fields, country=country)
+                    results[index] = self._create(
+                        org_id, items[index], upsert=upsert, fields=fields, country=country, candidate=candidates[index]
+                    )
                 except ValidationError as error:
                     results[index] = Outcome("invalid", errors=error.fields, message=error.message)
                 except (ConflictError, ConcurrentUpdateError) as error:
@@ -322,8 +324,11 @@ class ContactService:
         upsert: bool,
         fields: dict[str, FieldDefinition],
         country: str,
+        candidate: Contact | None = None,
     ) -> Outcome:
-        candidate = self._build(org_id, data, fields=fields, country=country)
+        """`candidate` is `data` already validated (bulk prepares every item once, up front)."""
+        if candidate is None:
+            candidate = self._build(org_id, data, fields=fields, country=country)
         for _ in range(_WRITE_ATTEMPTS):
             owners = self._contacts.owners(org_id, candidate.identities())
             existing_ids = list(dict.fromkeys(owners.values()))
