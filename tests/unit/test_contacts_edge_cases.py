@@ -338,3 +338,25 @@ def test_custom_fields_are_bounded_below_dynamodb_item_size(org):
     assert statuses[0] == 422, statuses
     assert set(statuses) == {422}
     assert org.client.get(f"/orgs/c/contacts/{contact['id']}").json()["custom_fields"] == {}
+
+
+@pytest.mark.parametrize("params", [{"q": "ann"}, {}, {"tag": "t"}])
+def test_paging_one_at_a_time_on_a_single_shard_reaches_every_contact(org, monkeypatch, params):
+    """With every contact on one shard, the item a cursor names must not hide the next page."""
+    from audience.contacts import keys
+
+    monkeypatch.setattr(keys, "SHARDS", 1)
+    ids = {
+        _create(org, full_name=name, email=f"s{i}@x.io", tags=["t"])["id"]
+        for i, name in enumerate(["Ann Annie", "Anna", "Annabel Lee"])
+    }
+    seen, cursor = [], None
+    for _ in range(10):
+        body = org.client.get(
+            "/orgs/c/contacts", params={**params, "take": 1, **({"cursor": cursor} if cursor else {})}
+        )
+        seen.extend(c["id"] for c in body.json()["items"])
+        cursor = body.json()["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(ids)

@@ -329,7 +329,7 @@ class ContactsRepository:
                     {":pk": keys.facet_partition(org_id, facet[0], facet[1], shard), ":lo": lower, ":hi": upper}
                 ),
                 ScanIndexForward=False,
-                Limit=limit + 1,
+                Limit=limit + (2 if after else 1),  # BETWEEN also returns `after` itself; it is dropped
             )
             candidates.extend(sk for sk in (i["gsi1sk"]["S"] for i in response["Items"]) if after is None or sk < after)
         candidates.sort(reverse=True)
@@ -350,7 +350,7 @@ class ContactsRepository:
                 ExpressionAttributeValues=serialize(
                     {":pk": keys.search_partition(org_id, shard), ":lo": lower, ":hi": prefix + _SEARCH_END}
                 ),
-                Limit=limit + 1,
+                Limit=limit + (2 if after else 1),  # BETWEEN also returns `after` itself; it is dropped
             )
             candidates.extend(sk for sk in (i["gsi1sk"]["S"] for i in response["Items"]) if sk != after)
         candidates.sort()

@@ -171,7 +171,7 @@ class ContactService:
                 contact = contacts.get(cid)
                 if contact is None or not filters.matches(contact):
                     continue
-                if query and sort_key != f"{_first_match(contact, query)}#{cid}":
+                if query and sort_key != _first_match(contact, query):
                     continue  # a contact with several matching terms is listed at its first one only
                 found.append(contact)
                 if len(found) == take:
@@ -642,7 +642,9 @@ def _bound(name: str, value: str | None, *, end: bool) -> str | None:
 
 
 def _first_match(contact: Contact, prefix: str) -> str | None:
-    return min((term for term in search_terms(contact) if term.startswith(prefix)), default=None)
+    """The search index key (`term#id`) at which the contact is listed: its first in index order."""
+    keys_ = [f"{term}#{contact.id}" for term in search_terms(contact) if term.startswith(prefix)]
+    return min(keys_, default=None)
 
 
 def _change_activity(before: Contact, after: Contact) -> list[Activity]:
