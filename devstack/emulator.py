@@ -22,6 +22,30 @@ def _serialized(call_action: Any) -> Any:
     return call_action_serialized
 
 
+def _keep_streams(transact: Any) -> Any:
+    """moto rolls a cancelled TransactWriteItems back by swapping in deep copies of the tables taken
+    before it, stream shards included; stream readers holding the live shard would then never see
+    another record. Put the live shard back on the restored table, without the cancelled writes."""
+
+    def transact_write_items(self: Any, transact_items: Any) -> Any:
+        live = dict(self.tables)
+        lengths = {name: len(t.stream_shard.items) for name, t in live.items() if t.stream_shard is not None}
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for name, table in self.tables.items():
+                before = live.get(name)
+                if before is None or table is before or name not in lengths:
+                    continue
+                shard = before.stream_shard
+                del shard.items[lengths[name] :]
+                shard.table = table
+                table.stream_shard = shard
+            raise
+
+    return transact_write_items
+
+
 def serialize_dynamodb() -> None:
     """Run moto's DynamoDB requests one at a time.
 
@@ -30,6 +54,7 @@ def serialize_dynamodb() -> None:
     once. DynamoDB requests never call back into application code, so one lock cannot deadlock.
     """
     global _users
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
@@ -39,6 +64,9 @@ def serialize_dynamodb() -> None:
             if handler not in _originals:
                 _originals[handler] = handler.__dict__.get("call_action")
                 handler.call_action = _serialized(handler.call_action)  # type: ignore[method-assign]
+        if DynamoDBBackend not in _originals:
+            _originals[DynamoDBBackend] = DynamoDBBackend.__dict__.get("transact_write_items")
+            DynamoDBBackend.transact_write_items = _keep_streams(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
 
 
 def release_dynamodb() -> None:
@@ -48,9 +76,10 @@ def release_dynamodb() -> None:
         _users = max(0, _users - 1)
         if _users:
             return
-        for handler, original in _originals.items():
+        for owner, original in _originals.items():
+            name = "transact_write_items" if owner.__name__ == "DynamoDBBackend" else "call_action"
             if original is None:
-                del handler.call_action
+                delattr(owner, name)
             else:
-                handler.call_action = original  # type: ignore[method-assign]
+                setattr(owner, name, original)
         _originals.clear()

@@ -107,3 +107,36 @@ def test_a_raising_handler_is_bisected_down_to_the_poisoned_record(stack: LocalS
     assert failure["DDBStreamBatchInfo"]["batchSize"] == 1
     assert failure["responseContext"]["functionError"] == "Unhandled"
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in failure["records"]] == ["e3"]
+
+
+def test_records_after_a_cancelled_transaction_still_arrive(stack: LocalStack, results: Any) -> None:
+    """A cancelled TransactWriteItems leaves no record, and the stream keeps flowing after it."""
+    dynamodb = stack.client("dynamodb")
+    table = "devstack-test-items"
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "before"}, "sk": {"S": "v"}})
+    stack.drain()
+    try:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": {"pk": {"S": "cancelled"}, "sk": {"S": "v"}}}},
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {"pk": {"S": "before"}, "sk": {"S": "v"}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    except dynamodb.exceptions.TransactionCanceledException:
+        pass
+    else:
+        raise AssertionError("the transaction should have been cancelled")
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "after"}, "sk": {"S": "v"}})
+
+    counts = stack.drain()
+
+    assert counts["StreamFunction:ItemChanges"] == 1
+    recorded = results()
+    assert "delivery#after#INSERT" in recorded
+    assert "delivery#cancelled#INSERT" not in recorded
