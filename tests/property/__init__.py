@@ -1,0 +1,1 @@
+"""Property-based tests: the segment engine against an independent reference evaluator."""
