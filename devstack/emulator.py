@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -22,25 +23,62 @@ def _serialized(call_action: Any) -> Any:
     return call_action_serialized
 
 
-def _keep_streams(transact: Any) -> Any:
-    """moto rolls a cancelled TransactWriteItems back by swapping in deep copies of the tables taken
-    before it, stream shards included; stream readers holding the live shard would then never see
-    another record. Put the live shard back on the restored table, without the cancelled writes."""
+class _CopyWithoutTables:
+    """`copy` as moto's DynamoDB backend module sees it: a Table is not deep-copied.
 
+    moto backs every TransactWriteItems up by deep-copying each table it touches, which costs time in
+    proportion to the table's size on every transaction (minutes for a few thousand contacts), and then
+    rolls a cancelled one back by swapping the copies in, stream shard included, so stream readers
+    holding the live shard never saw another record. `_rollback_touched_items` keeps pre-images of the
+    items a transaction touches instead, and puts them back in place when it is cancelled.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+def _rollback_touched_items(transact: Any) -> Any:
     def transact_write_items(self: Any, transact_items: Any) -> Any:
-        live = dict(self.tables)
-        lengths = {name: len(t.stream_shard.items) for name, t in live.items() if t.stream_shard is not None}
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        saved: list[tuple[Any, Any, Any, Any]] = []
+        streams: dict[int, tuple[Any, int]] = {}
+        for entry in transact_items:
+            op = next(iter(entry.values()), {})
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            try:
+                hash_key = DynamoType(key[table.hash_key_attr])
+                range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                current = table.get_item(hash_key, range_key)
+            except Exception:  # noqa: S112 - a malformed key: moto itself rejects the transaction
+                continue
+            saved.append((table, hash_key, range_key, copy.deepcopy(current) if current is not None else None))
+            if table.stream_shard is not None:
+                streams.setdefault(id(table), (table.stream_shard, len(table.stream_shard.items)))
         try:
             return transact(self, transact_items)
         except Exception:
-            for name, table in self.tables.items():
-                before = live.get(name)
-                if before is None or table is before or name not in lengths:
-                    continue
-                shard = before.stream_shard
-                del shard.items[lengths[name] :]
-                shard.table = table
-                table.stream_shard = shard
+            for table, hash_key, range_key, before in reversed(saved):
+                if range_key is None:
+                    if before is None:
+                        table.items.pop(hash_key, None)
+                    else:
+                        table.items[hash_key] = before
+                elif before is None:
+                    table.items.get(hash_key, {}).pop(range_key, None)
+                else:
+                    table.items[hash_key][range_key] = before
+            for shard, length in streams.values():
+                del shard.items[length:]
             raise
 
     return transact_write_items
@@ -54,6 +92,7 @@ def serialize_dynamodb() -> None:
     once. DynamoDB requests never call back into application code, so one lock cannot deadlock.
     """
     global _users
+    from moto.dynamodb import models
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -66,7 +105,8 @@ def serialize_dynamodb() -> None:
                 handler.call_action = _serialized(handler.call_action)  # type: ignore[method-assign]
         if DynamoDBBackend not in _originals:
             _originals[DynamoDBBackend] = DynamoDBBackend.__dict__.get("transact_write_items")
-            DynamoDBBackend.transact_write_items = _keep_streams(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
+            DynamoDBBackend.transact_write_items = _rollback_touched_items(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
+            models.copy = _CopyWithoutTables()  # type: ignore[attr-defined]
 
 
 def release_dynamodb() -> None:
@@ -76,6 +116,9 @@ def release_dynamodb() -> None:
         _users = max(0, _users - 1)
         if _users:
             return
+        from moto.dynamodb import models
+
+        models.copy = copy  # type: ignore[attr-defined]
         for owner, original in _originals.items():
             name = "transact_write_items" if owner.__name__ == "DynamoDBBackend" else "call_action"
             if original is None:
