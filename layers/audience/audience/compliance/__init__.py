@@ -1,0 +1,1 @@
+"""Compliance: the do-not-contact list, per-channel consent records and send eligibility."""

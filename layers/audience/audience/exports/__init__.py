@@ -1,0 +1,1 @@
+"""Exports: contacts and the do-not-contact list written as CSV files to S3, downloaded by presigned URL."""
