@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from benchmarks import cold_start
+from benchmarks import cold_start, segment_eval, segment_latency, segment_refresh
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,12 @@ class Benchmark:
 
 
 # A new benchmark is a module with add_arguments/run, listed here.
-BENCHMARKS = [Benchmark("cold_start", cold_start)]
+BENCHMARKS = [
+    Benchmark("cold_start", cold_start),
+    Benchmark("segment_latency", segment_latency),
+    Benchmark("segment_refresh", segment_refresh),
+    Benchmark("segment_eval", segment_eval),
+]
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,23 @@ BODIES = {
     ("POST", "/orgs/{org_id}/contacts/bulk-delete"): {"ids": ["ct_00000000000000000000000000"]},
     ("PATCH", "/orgs/{org_id}"): {"name": "mine now"},
     ("PATCH", "/orgs/{org_id}/contacts/{contact_id}"): {"first_name": "Mallory"},
+    ("POST", "/orgs/{org_id}/contacts/{contact_id}/consent"): {"channel": "all", "opted_in": False},
+    ("POST", "/orgs/{org_id}/contacts/{contact_id}/tags"): {"tags": ["x"]},
+    ("POST", "/orgs/{org_id}/segments"): {"name": "s", "type": "static"},
+    ("POST", "/orgs/{org_id}/segments/preview"): {"rules": {"match": "all", "rules": []}},
+    ("PATCH", "/orgs/{org_id}/segments/{segment_id}"): {"name": "mine now"},
+    ("POST", "/orgs/{org_id}/segments/{segment_id}/contacts"): {"contact_ids": ["ct_" + "0" * 26]},
+    ("POST", "/orgs/{org_id}/segments/{segment_id}/contacts/remove"): {"contact_ids": ["ct_" + "0" * 26]},
+    ("POST", "/orgs/{org_id}/events"): {"events": [{"email": "victim@x.io", "name": "x"}]},
+    ("POST", "/orgs/{org_id}/tags"): {"name": "mine"},
+    ("PATCH", "/orgs/{org_id}/tags/{name}"): {"color": "#000000"},
+    ("POST", "/orgs/{org_id}/tags/{name}/contacts"): {"segment_id": "sg_" + "0" * 26},
+    ("POST", "/orgs/{org_id}/tags/{name}/contacts/remove"): {"segment_id": "sg_" + "0" * 26},
+    ("POST", "/orgs/{org_id}/do-not-contact"): {"identifier": "victim@x.io"},
+    ("POST", "/orgs/{org_id}/exports"): {"kind": "contacts"},
+}
+QUERIES = {
+    ("GET", "/orgs/{org_id}/contacts/{contact_id}/eligibility"): {"channel": "email", "purpose": "marketing"},
 }
 
 
@@ -32,7 +49,18 @@ def victim(other_org):
     source = other_org.client.post("/orgs/c/contacts", json={"email": "victim2@x.io"}).json()
     key = other_org.client.post("/orgs/c/api-keys", json={"name": "b"}).json()
     other_org.client.post("/orgs/c/contacts/fields", json={"name": "secret", "type": "string"})
-    ids = {"contact_id": contact["id"], "key_id": key["id"], "name": "secret"}
+    other_org.client.post("/orgs/c/tags", json={"name": "secret"})
+    segment = other_org.client.post("/orgs/c/segments", json={"name": "theirs", "type": "static"}).json()
+    entry = other_org.client.post("/orgs/c/do-not-contact", json={"identifier": "dnc@x.io"}).json()
+    export = other_org.client.post("/orgs/c/exports", json={"kind": "contacts"}).json()
+    ids = {
+        "contact_id": contact["id"],
+        "key_id": key["id"],
+        "name": "secret",
+        "segment_id": segment["id"],
+        "entry_id": entry["id"],
+        "export_id": export["id"],
+    }
     return other_org, ids, source["id"]
 
 
@@ -41,21 +69,22 @@ def _fill(path, org_id, ids):
 
 
 def test_every_org_route_is_listed():
-    assert len(ROUTES) >= 16
+    assert len(ROUTES) >= 50
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     b, ids, source_id = victim
     body = BODIES.get((method, path))
+    params = QUERIES.get((method, path))
     if path.endswith("/merge"):
         body = {"source_contact_ids": [source_id]}
     # 1. B's org id in the path.
-    response = org.client.request(method, _fill(path, b.org_id, ids), json=body)
+    response = org.client.request(method, _fill(path, b.org_id, ids), json=body, params=params)
     assert response.status_code == 404, (method, path, response.status_code, response.text)
     # 2. A's own org (`c`) with B's object ids.
     if "{" in path.replace("{org_id}", ""):
-        response = org.client.request(method, _fill(path, "c", ids), json=body)
+        response = org.client.request(method, _fill(path, "c", ids), json=body, params=params)
         assert response.status_code == 404, (method, path, response.status_code, response.text)
     # B's objects are untouched.
     assert b.client.get(f"/orgs/c/contacts/{ids['contact_id']}").json()["email"] == "victim@x.io"
@@ -63,6 +92,10 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     assert ids["key_id"] in {k["id"] for k in b.client.get("/orgs/c/api-keys").json()}
     assert "secret" in {f["name"] for f in b.client.get("/orgs/c/contacts/fields").json()}
     assert b.client.get("/orgs/c").json()["name"] == "Globex"
+    assert b.client.get(f"/orgs/c/segments/{ids['segment_id']}").json()["name"] == "theirs"
+    assert b.client.get(f"/orgs/c/do-not-contact/{ids['entry_id']}").status_code == 200
+    assert b.client.get(f"/orgs/c/exports/{ids['export_id']}").status_code == 200
+    assert b.client.get("/orgs/c/tags/secret").status_code == 200
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from functools import cache
+from typing import TYPE_CHECKING
 
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
+from audience.errors import ConfigurationError
 from audience.orgs.repository import OrgsRepository
 from audience.orgs.service import OrgService
+from audience.segments.evaluation import SegmentEvaluator
+from audience.segments.events import EventService
+from audience.segments.jobs import JobRunner, JobStarter
+from audience.segments.repository import SegmentsRepository
+from audience.segments.service import SegmentService
 from audience.settings import get_settings
+from audience.tags.repository import TagsRepository
+from audience.tags.service import TagService
+
+if TYPE_CHECKING:  # compliance and exports are imported by their builders, when a function uses them
+    from audience.compliance.consent import ConsentService
+    from audience.compliance.dnc import DoNotContactService
+    from audience.compliance.eligibility import EligibilityService
+    from audience.exports.service import ExportService
+    from audience.exports.worker import ExportWorker
 
 
 @cache
@@ -31,6 +48,118 @@ def contact_service() -> ContactService:
     )
 
 
+@cache
+def segment_jobs() -> JobStarter:
+    arn = get_settings().segment_jobs_state_machine
+    if not arn:
+        raise ConfigurationError("SEGMENT_JOBS_STATE_MACHINE is not set; this function cannot start segment jobs")
+    return JobStarter(arn)
+
+
+@cache
+def segment_service() -> SegmentService:
+    settings = get_settings()
+    return SegmentService(
+        SegmentsRepository(settings.contacts_table),
+        ContactsRepository(settings.contacts_table),
+        OrgsRepository(settings.orgs_table),
+        segment_jobs,
+    )
+
+
+@cache
+def event_service() -> EventService:
+    settings = get_settings()
+    return EventService(
+        SegmentsRepository(settings.contacts_table),
+        ContactsRepository(settings.contacts_table),
+        OrgsRepository(settings.orgs_table),
+        default_country=settings.default_country,
+    )
+
+
+@cache
+def segment_evaluator() -> SegmentEvaluator:
+    return SegmentEvaluator(SegmentsRepository(get_settings().contacts_table))
+
+
+@cache
+def job_runner() -> JobRunner:
+    settings = get_settings()
+    return JobRunner(
+        ContactsRepository(settings.contacts_table), SegmentsRepository(settings.contacts_table), tag_service
+    )
+
+
+@cache
+def tag_service() -> TagService:
+    settings = get_settings()
+    return TagService(
+        TagsRepository(settings.contacts_table),
+        ContactsRepository(settings.contacts_table),
+        contact_service(),
+        SegmentsRepository(settings.contacts_table),
+        segment_jobs,
+    )
+
+
+@cache
+def dnc_service() -> DoNotContactService:
+    from audience.compliance.dnc import DoNotContactService
+    from audience.compliance.repository import DoNotContactRepository
+
+    settings = get_settings()
+    return DoNotContactService(
+        DoNotContactRepository(settings.contacts_table),
+        OrgsRepository(settings.orgs_table),
+        default_country=settings.default_country,
+    )
+
+
+@cache
+def consent_service() -> ConsentService:
+    from audience.compliance.consent import ConsentService
+    from audience.compliance.repository import ConsentRepository
+
+    settings = get_settings()
+    return ConsentService(ConsentRepository(settings.contacts_table), ContactsRepository(settings.contacts_table))
+
+
+@cache
+def eligibility_service() -> EligibilityService:
+    from audience.compliance.eligibility import EligibilityService
+    from audience.compliance.repository import ConsentRepository
+
+    settings = get_settings()
+    return EligibilityService(
+        ContactsRepository(settings.contacts_table), dnc_service(), ConsentRepository(settings.contacts_table)
+    )
+
+
+@cache
+def export_service() -> ExportService:
+    from audience.exports.repository import ExportsRepository
+    from audience.exports.service import ExportService
+    from audience.exports.wiring import resources
+
+    files, jobs = resources()
+    return ExportService(
+        ExportsRepository(get_settings().contacts_table),
+        files,
+        jobs,
+        contact_service(),
+        segments=lambda org_id, segment_id: segment_service().get(org_id, segment_id),
+    )
+
+
+@cache
+def export_worker() -> ExportWorker:
+    """The export worker (wired in audience.exports.wiring, which ExportFunction imports on its own)."""
+    from audience.exports.wiring import export_worker
+
+    return export_worker()
+
+
 def reset() -> None:
     """Forget built services (tests and the local stack call this after changing the environment)."""
     from audience import aws
@@ -38,4 +167,17 @@ def reset() -> None:
     get_settings.cache_clear()
     org_service.cache_clear()
     contact_service.cache_clear()
+    segment_jobs.cache_clear()
+    segment_service.cache_clear()
+    event_service.cache_clear()
+    job_runner.cache_clear()
+    tag_service.cache_clear()
+    segment_evaluator.cache_clear()
+    dnc_service.cache_clear()
+    consent_service.cache_clear()
+    eligibility_service.cache_clear()
+    export_service.cache_clear()
+    export_worker.cache_clear()
+    if "audience.exports.wiring" in sys.modules:
+        sys.modules["audience.exports.wiring"].reset()
     aws.reset()

@@ -22,6 +22,11 @@ class Settings:
     default_country: str
     rate_limit_per_minute: int
     max_body_bytes: int
+    # Functions that start segment jobs (build, copy, purge); empty where a function never does.
+    segment_jobs_state_machine: str = ""
+    # Exports (the API requests them, ExportFunction writes them); empty where a function has none.
+    exports_bucket: str = ""
+    export_queue_url: str = ""
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -55,4 +60,7 @@ def get_settings() -> Settings:
         default_country=country,
         rate_limit_per_minute=_int("RATE_LIMIT_PER_MINUTE", 500),
         max_body_bytes=_int("MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+        segment_jobs_state_machine=os.environ.get("SEGMENT_JOBS_STATE_MACHINE", "").strip(),
+        exports_bucket=os.environ.get("EXPORTS_BUCKET", "").strip(),
+        export_queue_url=os.environ.get("EXPORT_QUEUE_URL", "").strip(),
     )

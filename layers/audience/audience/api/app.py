@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from audience.api import errors
-from audience.api.routers import contacts, orgs
+from audience.api.routers import consent, contacts, do_not_contact, events, exports, orgs, segments, tags
 
 DESCRIPTION = """
 Contacts, segments and messaging for your audience. Authenticate with `Authorization: Bearer <API key>`.
@@ -87,6 +87,14 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(orgs.router)
     app.include_router(contacts.router)
+    app.include_router(segments.router)
+    app.include_router(segments.contact_router)
+    app.include_router(events.router)
+    app.include_router(tags.router)
+    app.include_router(tags.contact_router)
+    app.include_router(do_not_contact.router)
+    app.include_router(consent.router)
+    app.include_router(exports.router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

@@ -49,6 +49,11 @@ class ContactWrite(Strict):
 class CreateContactRequest(ContactWrite):
     """A new contact: an email or a phone is required."""
 
+    segments: list[str] | None = Field(default=None, max_length=50, description="Static segments to add the contact to")
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, exclude={"segments"})
+
 
 class UpdateContactRequest(ContactWrite):
     """Fields to change; omitted fields stay, null clears a field, custom_fields merge (null removes one)."""

@@ -17,6 +17,12 @@ COUNTERS_SK = "#COUNTERS"
 ACTIVITY_PREFIX = "A#"
 FACET_PREFIX = "F#"
 SEARCH_PREFIX = "X#"
+MEMBER_PREFIX = "M#"  # a contact's segment memberships (segments/repository.py)
+SEGMENT_COUNTER_PREFIX = "g#"  # a segment's member count on the counter items
+
+
+def segment_counter(segment_id: str) -> str:
+    return f"{SEGMENT_COUNTER_PREFIX}{segment_id}"
 
 
 def contact_pk(org_id: str, contact_id: str) -> str:

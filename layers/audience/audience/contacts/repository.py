@@ -335,6 +335,28 @@ class ContactsRepository:
         candidates.sort(reverse=True)
         return [(sk, sk.rsplit("#", 1)[1]) for sk in candidates[:limit]], len(candidates) > limit
 
+    def shard_entries(
+        self, org_id: str, facet: tuple[str, str], shard: int, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """Up to `limit` (sort key, contact id) of one shard of a facet, newest first, after the sort
+        key `after`; for jobs that walk an org's contacts (or a segment's members) shard by shard."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table_name,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ExpressionAttributeValues": serialize({":pk": keys.facet_partition(org_id, facet[0], facet[1], shard)}),
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if after is not None:
+            kwargs["KeyConditionExpression"] += " AND gsi1sk < :after"
+            kwargs["ExpressionAttributeValues"] = serialize(
+                {":pk": keys.facet_partition(org_id, facet[0], facet[1], shard), ":after": after}
+            )
+        items = self._client.query(**kwargs)["Items"]
+        entries = [(sk, sk.rsplit("#", 1)[1]) for sk in (i["gsi1sk"]["S"] for i in items)]
+        return entries[:limit], len(entries) > limit
+
     def search_entries(
         self, org_id: str, prefix: str, *, after: str | None = None, limit: int = 100
     ) -> tuple[list[tuple[str, str]], bool]:
@@ -382,12 +404,15 @@ class ContactsRepository:
         *,
         activity: Iterable[Activity] = (),
         absorbed: Contact | None = None,
+        consent: Iterable[dict[str, Any]] = (),
     ) -> None:
         """Write `new` (replacing `old`, or creating it) in one transaction.
 
         The transaction claims new identities, releases dropped ones, rewrites facet and search items,
         adjusts counters and appends activity. `absorbed` is a contact being merged into `new`: it is
         deleted in the same transaction and its identities are handed over rather than released.
+        `consent` holds consent record items (audience.compliance.status.status_consent), appended with
+        `attribute_not_exists` so that a record is never rewritten.
         Raises IdentityTakenError when an identity belongs to another contact and ConcurrentUpdateError
         when either contact changed since it was read.
         """
@@ -435,6 +460,16 @@ class ContactsRepository:
             ops.append(counter_op)
         for entry in activity:
             ops.append({"Put": {"TableName": self._table_name, "Item": serialize(self._activity_item(new, entry))}})
+        for item in consent:
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": self._table_name,
+                        "Item": serialize(item),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
         self._transact(ops, identity_ops)
 
     def delete(self, contact: Contact) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 from boto3.dynamodb.types import DYNAMODB_CONTEXT
 
 from audience import clock, ids
+from audience.compliance.status import status_consent
+from audience.contacts import keys
 from audience.contacts.models import (
     CHANNELS,
     MAX_CHANNELS,
@@ -54,6 +56,7 @@ WRITABLE = (
 )
 MAX_BULK = 1000
 MAX_MERGE_SOURCES = 10
+MAX_TAG_FILTERS = 10
 MAX_CUSTOM_FIELDS_BYTES = 64 * 1024
 _WRITE_ATTEMPTS = 4
 _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
@@ -79,11 +82,15 @@ class ListFilter:
     channel: str | None = None
     created_from: str | None = None
     created_to: str | None = None
+    segment: str | None = None  # members of a segment; the other filters then narrow them
+    tags: tuple[str, ...] = ()  # contacts with all of these tags (`tag_match` "all") or any of them ("any")
+    tag_match: str = "all"
 
     def matches(self, contact: Contact) -> bool:
         return (
             (self.status is None or contact.status == self.status)
             and (self.tag is None or self.tag in contact.tags)
+            and (not self.tags or (all if self.tag_match == "all" else any)(t in contact.tags for t in self.tags))
             and (self.channel is None or any(c["channel"] == self.channel for c in contact.channels))
             and (self.created_from is None or contact.created_at >= self.created_from)
             and (self.created_to is None or contact.created_at <= self.created_to)
@@ -131,6 +138,11 @@ class ContactService:
             raise ValidationError.for_field("status", filters.status, f"must be one of {', '.join(STATUSES)}")
         if filters.channel is not None and filters.channel not in CHANNELS:
             raise ValidationError.for_field("channel", filters.channel, f"must be one of {', '.join(CHANNELS)}")
+        if filters.tag_match not in ("all", "any"):
+            raise ValidationError.for_field("tag_match", filters.tag_match, "must be all or any")
+        filters = replace(filters, tags=tuple(dict.fromkeys(filters.tags)))
+        if len(filters.tags) > MAX_TAG_FILTERS:
+            raise ValidationError.for_field("tag", f"{len(filters.tags)} tags", f"at most {MAX_TAG_FILTERS} tags")
         filters = replace(
             filters,
             created_from=_bound("created_from", filters.created_from, end=False),
@@ -139,21 +151,34 @@ class ContactService:
         after = decode_cursor(cursor)
         query = search_query(filters.query) if filters.query else None
         facet, counter = ("all", ""), "total"
-        if filters.tag is not None:
+        merged: list[tuple[str, str]] = []  # facets listed together (any of several tags)
+        if filters.segment is not None:
+            facet, counter = ("segment", filters.segment), keys.segment_counter(filters.segment)
+        elif filters.tag is not None:
             facet, counter = ("tag", filters.tag), f"t#{filters.tag}"
+        elif filters.tags and (filters.tag_match == "all" or len(filters.tags) == 1):
+            rarest = self._rarest_tag(org_id, filters.tags)
+            facet, counter = ("tag", rarest), f"t#{rarest}"
+        elif filters.tags:
+            merged = [("tag", t) for t in filters.tags]
         elif filters.channel is not None:
             facet, counter = ("channel", filters.channel), f"c#{filters.channel}"
         elif filters.status is not None:
             facet, counter = ("status", filters.status), f"s#{filters.status}"
         # Only one facet (or none) and no range or search: the counter is the exact total.
-        single = sum(x is not None for x in (filters.tag, filters.channel, filters.status)) <= 1
+        single = sum(x is not None for x in (filters.segment, filters.tag, filters.channel, filters.status)) <= 1
+        if filters.tags:  # a tag list has a counter only when it is one tag and the only facet filter
+            others = (filters.segment, filters.tag, filters.channel, filters.status)
+            single = len(filters.tags) == 1 and all(x is None for x in others)
         exact = single and not query and not filters.created_from and not filters.created_to
 
         found: list[Contact] = []
         next_key: str | None = None
         for _ in range(8):  # bounded work per request; the cursor lets the client go on
-            if query:
+            if query and filters.segment is None:
                 entries, more = self._contacts.search_entries(org_id, query, after=after, limit=take)
+            elif merged:
+                entries, more = self._merged_entries(org_id, merged, filters, after=after, limit=take)
             else:
                 entries, more = self._contacts.list_entries(
                     org_id,
@@ -171,7 +196,10 @@ class ContactService:
                 contact = contacts.get(cid)
                 if contact is None or not filters.matches(contact):
                     continue
-                if query and sort_key != _first_match(contact, query):
+                if query and filters.segment is not None:
+                    if _first_match(contact, query) is None:
+                        continue  # members of a segment, narrowed by the search
+                elif query and sort_key != _first_match(contact, query):
                     continue  # a contact with several matching terms is listed at its first one only
                 found.append(contact)
                 if len(found) == take:
@@ -185,6 +213,34 @@ class ContactService:
         total = self._contacts.counters(org_id).get(counter, 0) if exact else None
         return ContactList(found, encode_cursor(next_key) if next_key else None, total)
 
+    def _rarest_tag(self, org_id: str, tags: tuple[str, ...]) -> str:
+        """Of tags a contact must all have, the one the fewest contacts have: the shortest facet to walk."""
+        if len(tags) == 1:
+            return tags[0]
+        counters = self._contacts.counters(org_id)
+        return min(tags, key=lambda tag: counters.get(f"t#{tag}", 0))
+
+    def _merged_entries(
+        self, org_id: str, facets: list[tuple[str, str]], filters: ListFilter, *, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """The entries of several facets merged newest first, each contact once: its sort key is the same in
+        every facet, so one cursor serves them all."""
+        seen: set[str] = set()
+        more = False
+        for facet in facets:
+            entries, has_more = self._contacts.list_entries(
+                org_id,
+                facet=facet,
+                created_from=filters.created_from,
+                created_to=filters.created_to,
+                after=after,
+                limit=limit,
+            )
+            seen.update(sort_key for sort_key, _ in entries)
+            more = more or has_more
+        ordered = sorted(seen, reverse=True)
+        return [(sk, sk.rsplit("#", 1)[1]) for sk in ordered[:limit]], more or len(ordered) > limit
+
     # -- writes -------------------------------------------------------------------------------------
 
     def create(self, org_id: str, data: dict[str, Any], *, upsert: bool = False) -> Outcome:
@@ -195,15 +251,25 @@ class ContactService:
         fields, country = self._org_context(org_id)
         return self._create(org_id, data, upsert=upsert, fields=fields, country=country)
 
-    def update(self, org_id: str, contact_id: str, changes: dict[str, Any]) -> Contact:
+    def update(
+        self, org_id: str, contact_id: str, changes: dict[str, Any] | Callable[[Contact], dict[str, Any]]
+    ) -> Contact:
+        """Apply `changes`; a callable computes them from the contact as read, again on every retry, so
+        that read-modify-write changes (add a tag) never overwrite a concurrent one."""
         fields, country = self._org_context(org_id)
         for _ in range(_WRITE_ATTEMPTS):
             current = self._contacts.get(org_id, contact_id)
-            updated = self._apply(current, changes, fields=fields, country=country)
+            data = changes(current) if callable(changes) else changes
+            updated = self._apply(current, data, fields=fields, country=country)
             if updated == current:
                 return current
             try:
-                self._contacts.save(updated, current, activity=_change_activity(current, updated))
+                self._contacts.save(
+                    updated,
+                    current,
+                    activity=_change_activity(current, updated),
+                    consent=status_consent(current, updated),
+                )
             except ConcurrentUpdateError:
                 continue
             return updated
@@ -261,7 +327,9 @@ class ContactService:
                 merged = _merge(target, source)
                 entry = Activity("merged", merged.updated_at, {"source_contact_id": source_id})
                 try:
-                    self._contacts.save(merged, target, activity=[entry], absorbed=source)
+                    self._contacts.save(
+                        merged, target, activity=[entry], absorbed=source, consent=status_consent(target, merged)
+                    )
                 except ConcurrentUpdateError:
                     continue
                 break
@@ -360,7 +428,12 @@ class ContactService:
             if updated == current:
                 return Outcome("unchanged", current, current.id)
             try:
-                self._contacts.save(updated, current, activity=_change_activity(current, updated))
+                self._contacts.save(
+                    updated,
+                    current,
+                    activity=_change_activity(current, updated),
+                    consent=status_consent(current, updated),
+                )
             except (ConcurrentUpdateError, IdentityTakenError):
                 continue
             return Outcome("updated", updated, updated.id)

@@ -36,13 +36,51 @@ def purge_partition(client: Any, table_name: str, pk: str) -> int:
     }
     while True:
         page = client.query(**kwargs)
-        batch = [{"DeleteRequest": {"Key": item}} for item in page["Items"]]
+        memberships = [item for item in page["Items"] if item["sk"]["S"].startswith(keys.MEMBER_PREFIX)]
+        for item in memberships:
+            _leave_segment(client, table_name, item)
+        batch = [{"DeleteRequest": {"Key": item}} for item in page["Items"] if item not in memberships]
         for start in range(0, len(batch), 25):
             _write_all(client, {table_name: batch[start : start + 25]})
         deleted += len(batch)
         if "LastEvaluatedKey" not in page:
             return deleted
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _leave_segment(client: Any, table_name: str, key: Mapping[str, Any]) -> None:
+    """Delete a segment membership and take it off the segment's count, once (a replay finds it gone)."""
+    pk, sk = key["pk"]["S"], key["sk"]["S"]
+    org_id = pk.split("#", 2)[1]
+    contact_id = keys.contact_id_from_pk(pk)
+    try:
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Delete": {
+                        "TableName": table_name,
+                        "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table_name,
+                        "Key": {
+                            "pk": {"S": keys.counters_pk(org_id, keys.shard_of(contact_id))},
+                            "sk": {"S": keys.COUNTERS_SK},
+                        },
+                        "UpdateExpression": "ADD #g :minus",
+                        "ExpressionAttributeNames": {"#g": keys.segment_counter(sk[len(keys.MEMBER_PREFIX) :])},
+                        "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+                    }
+                },
+            ]
+        )
+    except client.exceptions.TransactionCanceledException as error:
+        reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
+        if reasons[:1] != ["ConditionalCheckFailed"]:
+            raise
 
 
 class PurgeIncompleteError(Exception):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import Field
 
 from audience import container
 from audience.api.deps import ContactId, OrgId
@@ -55,10 +56,13 @@ def create_contact(
     """Create a contact. At least one of email or phone is required; phones are stored in E.164 read
     with the org's default country. An email, phone or channel id that already names a contact answers
     409 with that contact's id, or updates it when `upsert=true` (200)."""
+    segments = container.segment_service().check_static(org_id, body.segments) if body.segments else []
     outcome = container.contact_service().create(org_id, body.changes(), upsert=upsert)
     if outcome.action != "created":
         response.status_code = status.HTTP_200_OK
     assert outcome.contact is not None
+    if segments:
+        container.segment_service().assign(org_id, segments, outcome.contact)
     return ContactOut.of(outcome.contact)
 
 
@@ -70,8 +74,15 @@ def list_contacts(
     cursor: Cursor = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100, description="Name, email or phone prefix")] = None,
     status_: Annotated[Status | None, Query(alias="status")] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[
+        list[Annotated[str, Field(max_length=64)]] | None,
+        Query(max_length=10, description="Contacts with this tag; repeat for several (see `tag_match`), at most 10"),
+    ] = None,
+    tag_match: Annotated[
+        Literal["all", "any"], Query(description="With several `tag`: contacts with all of them, or any")
+    ] = "all",
     channel: ChannelName | None = None,
+    segment: Annotated[str | None, Query(max_length=64, description="Members of this segment")] = None,
     created_from: Annotated[
         str | None, Query(max_length=40, pattern=r"^\d{4}-\d{2}-\d{2}", description="ISO date or date-time")
     ] = None,
@@ -80,10 +91,12 @@ def list_contacts(
     ] = None,
 ) -> ContactPage:
     """Newest first (search results in match order). `X-Total-Count` carries the exact total when the
-    filter is answered by a maintained counter (no filter, or one of status, tag, channel)."""
+    filter is answered by a maintained counter (no filter, or one of segment, status, tag, channel)."""
+    if segment is not None:
+        container.segment_service().get(org_id, segment)  # another org's or an unknown segment: 404
     result = container.contact_service().list(
         org_id,
-        ListFilter(q, status_, tag, channel, created_from, created_to),
+        ListFilter(q, status_, None, channel, created_from, created_to, segment, tuple(tag or ()), tag_match),
         cursor=cursor,
         take=take,
     )
