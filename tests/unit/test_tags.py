@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import quote
 
@@ -183,7 +184,19 @@ def test_bulk_by_segment_runs_in_the_background(org: Any, other_org: Any, stack:
 # -- rename and delete ------------------------------------------------------------------------------
 
 
-def test_rename_onto_an_existing_tag_merges_across_contacts(org: Any, stack: Any) -> None:
+@pytest.fixture
+def held_jobs(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Segment job parts wait for the returned event, so checks made while a job runs see it running
+    (the emulator starts executions at once, in the background)."""
+    from audience.segments.jobs import JobRunner
+
+    gate = threading.Event()
+    run = JobRunner.run
+    monkeypatch.setattr(JobRunner, "run", lambda self, *a, **k: (gate.wait(30), run(self, *a, **k))[1])
+    return gate
+
+
+def test_rename_onto_an_existing_tag_merges_across_contacts(org: Any, stack: Any, held_jobs: threading.Event) -> None:
     a = _contact(org, email="a@x.io", tags=["first", "old", "last"])
     b = _contact(org, email="b@x.io", tags=["old", "new"])
     c = _contact(org, email="c@x.io", tags=["new"])
@@ -202,6 +215,7 @@ def test_rename_onto_an_existing_tag_merges_across_contacts(org: Any, stack: Any
     assert org.client.delete("/orgs/c/tags/new").status_code == 409
     assert org.client.patch("/orgs/c/tags/old", json={"name": "new"}).status_code == 200  # asked again
 
+    held_jobs.set()
     stack.drain()
 
     assert _tags_of(org, a) == ["first", "new", "last"]  # in the old one's place
@@ -233,7 +247,7 @@ def test_rename_to_a_new_name_and_of_a_tag_without_contacts(org: Any, stack: Any
     assert org.client.get("/orgs/c/tags/empty").status_code == 404
 
 
-def test_delete_removes_the_tag_from_every_contact(org: Any, stack: Any) -> None:
+def test_delete_removes_the_tag_from_every_contact(org: Any, stack: Any, held_jobs: threading.Event) -> None:
     tagged = [_contact(org, email=f"p{i}@x.io", tags=["promo", "keep"]) for i in range(3)]
     unregistered = _contact(org, email="u@x.io", tags=["stray"])
     org.client.post("/orgs/c/tags", json={"name": "promo"})
@@ -247,6 +261,7 @@ def test_delete_removes_the_tag_from_every_contact(org: Any, stack: Any) -> None
     assert org.client.post("/orgs/c/tags/promo/contacts", json={"contact_ids": [tagged[0]["id"]]}).status_code == 409
     assert org.client.delete("/orgs/c/tags/stray").status_code == 202
 
+    held_jobs.set()
     stack.drain()
 
     assert all(_tags_of(org, t) == ["keep"] for t in tagged)

@@ -75,9 +75,9 @@ def update_segment(org_id: OrgId, segment_id: SegmentId, body: UpdateSegmentRequ
     """New rules re-compute the members in the background. Rules of a segment that a scheduled or
     sending broadcast uses cannot change (409 naming the broadcasts)."""
     service = container.segment_service()
-    service.update(org_id, segment_id, body.changes())
-    segment, count = service.get(org_id, segment_id)
-    return SegmentOut.of(segment, count)
+    updated = service.update(org_id, segment_id, body.changes())
+    _, count = service.get(org_id, segment_id)
+    return SegmentOut.of(updated, count)  # as written: a rebuild it started may already have finished
 
 
 @router.delete("/{segment_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a segment")
