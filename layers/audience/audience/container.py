@@ -105,15 +105,10 @@ def tag_service() -> TagService:
 
 @cache
 def dnc_service() -> DoNotContactService:
-    from audience.compliance.dnc import DoNotContactService
-    from audience.compliance.repository import DoNotContactRepository
+    # One builder, shared with the export worker's light wiring (ExportFunction never imports this module).
+    from audience.exports import wiring
 
-    settings = get_settings()
-    return DoNotContactService(
-        DoNotContactRepository(settings.contacts_table),
-        OrgsRepository(settings.orgs_table),
-        default_country=settings.default_country,
-    )
+    return wiring.dnc_service()
 
 
 @cache
