@@ -42,7 +42,7 @@ from audience import aws, ids
 from audience.contacts import keys
 from audience.contacts.models import Activity, Contact, Identity, Page
 from audience.contacts.normalize import fold, national_digits
-from audience.contacts.stream import purge_partition
+from audience.contacts.stream import purge_partition, write_all
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 
 MAX_TRANSACTION_ITEMS = 100
@@ -254,17 +254,29 @@ class ContactsRepository:
 
     def get_many(self, org_id: str, contact_ids: Iterable[str]) -> dict[str, Contact]:
         """The contacts among `contact_ids` that exist in the org, by id."""
+        return {cid: contact_from_item(item) for cid, item in self.get_items(org_id, contact_ids).items()}
+
+    def get_items(self, org_id: str, contact_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The contact items (as stored, with any attribute a writer added) among `contact_ids`, by id."""
         wanted = list(dict.fromkeys(contact_ids))
-        found: dict[str, Contact] = {}
+        found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), 100):
             request_keys = [
                 serialize({"pk": keys.contact_pk(org_id, cid), "sk": keys.CONTACT_SK})
                 for cid in wanted[start : start + 100]
             ]
             for item in self._batch_get(request_keys):
-                contact = contact_from_item(item)
-                found[contact.id] = contact
+                found[item["id"]] = item
         return found
+
+    def put_items(self, items: list[dict[str, Any]]) -> int:
+        """Put items with BatchWriteItem, 25 a request, retrying what DynamoDB leaves unprocessed; returns
+        the number of requests made. Only for items whose rewrite is harmless (the same item again)."""
+        requests = 0
+        for start in range(0, len(items), 25):
+            batch = [{"PutRequest": {"Item": serialize(i)}} for i in items[start : start + 25]]
+            requests += write_all(self._client, {self._table_name: batch})
+        return requests
 
     def owners(self, org_id: str, identities: Iterable[Identity]) -> dict[Identity, str]:
         """Which contact owns each identity (strongly consistent); unowned identities are absent."""
@@ -416,6 +428,23 @@ class ContactsRepository:
         Raises IdentityTakenError when an identity belongs to another contact and ConcurrentUpdateError
         when either contact changed since it was read.
         """
+        ops, identity_ops, deltas = self.write_ops(new, old, activity=activity, absorbed=absorbed, consent=consent)
+        if counter_op := self._counter_op(new.org_id, new.id, deltas):
+            ops.append(counter_op)
+        self.transact(ops, identity_ops)
+
+    def write_ops(
+        self,
+        new: Contact,
+        old: Contact | None,
+        *,
+        activity: Iterable[Activity] = (),
+        absorbed: Contact | None = None,
+        consent: Iterable[dict[str, Any]] = (),
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, Identity]], dict[str, int]]:
+        """The transaction items of `save` without the counter update: (items, the index of each identity
+        claim, the counter deltas). The contact's Put is the first item. Imports add their own items (and
+        take the deltas into their ledger) before calling `transact`."""
         ops: list[dict[str, Any]] = []
         owners = {new.id} | ({absorbed.id} if absorbed else set())
         contact_item = contact_to_item(new)
@@ -437,7 +466,7 @@ class ContactsRepository:
             if old is not None and identity in set(old.identities()):
                 continue
             identity_ops.append((len(ops), identity))
-            ops.append(self._claim_identity(new.org_id, identity, new.id, owners))
+            ops.append(self.claim_identity(new.org_id, identity, new.id, owners))
         for identity in before - after:
             ops.append(self._release_identity(new.org_id, identity, owners))
 
@@ -456,10 +485,8 @@ class ContactsRepository:
         deltas = _subtract(counter_values(new), counter_values(old))
         if absorbed is not None:
             deltas = _subtract(deltas, counter_values(absorbed))
-        if counter_op := self._counter_op(new.org_id, new.id, deltas):
-            ops.append(counter_op)
         for entry in activity:
-            ops.append({"Put": {"TableName": self._table_name, "Item": serialize(self._activity_item(new, entry))}})
+            ops.append({"Put": {"TableName": self._table_name, "Item": serialize(self.activity_item(new, entry))}})
         for item in consent:
             ops.append(
                 {
@@ -470,7 +497,7 @@ class ContactsRepository:
                     }
                 }
             )
-        self._transact(ops, identity_ops)
+        return ops, identity_ops, deltas
 
     def delete(self, contact: Contact) -> None:
         """Delete the contact with its identities, facets, search items and counts, in one transaction.
@@ -481,7 +508,7 @@ class ContactsRepository:
         deltas = _subtract({}, counter_values(contact))
         if counter_op := self._counter_op(contact.org_id, contact.id, deltas):
             ops.append(counter_op)
-        self._transact(ops, [])
+        self.transact(ops, [])
 
     def purge_partition(self, pk: str) -> int:
         """Delete every item left in a contact's partition; returns how many were deleted."""
@@ -489,7 +516,7 @@ class ContactsRepository:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _claim_identity(self, org_id: str, identity: Identity, contact_id: str, owners: set[str]) -> dict[str, Any]:
+    def claim_identity(self, org_id: str, identity: Identity, contact_id: str, owners: set[str]) -> dict[str, Any]:
         values = {f":o{i}": owner for i, owner in enumerate(sorted(owners))}
         condition = "attribute_not_exists(pk) OR contact_id IN (" + ", ".join(values) + ")"
         return {
@@ -556,16 +583,18 @@ class ContactsRepository:
             }
         }
 
-    def _activity_item(self, contact: Contact, entry: Activity) -> dict[str, Any]:
+    def activity_item(self, contact: Contact, entry: Activity) -> dict[str, Any]:
         return {
             "pk": keys.contact_pk(contact.org_id, contact.id),
-            "sk": f"{keys.ACTIVITY_PREFIX}{entry.at}#{ids.ulid()}",
+            "sk": f"{keys.ACTIVITY_PREFIX}{entry.at}#{entry.id or ids.ulid()}",
             "type": entry.type,
             "at": entry.at,
             "data": entry.data or None,
         }
 
-    def _transact(self, ops: list[dict[str, Any]], identity_ops: list[tuple[int, Identity]]) -> None:
+    def transact(self, ops: list[dict[str, Any]], identity_ops: list[tuple[int, Identity]]) -> None:
+        """Run a transaction of contact items, mapping its failures to IdentityTakenError (a claim in
+        `identity_ops` failed), ConcurrentUpdateError and ValidationError."""
         if len(ops) > MAX_TRANSACTION_ITEMS:
             raise ValidationError(
                 "the contact has too many identities, tags and channels to write at once "

@@ -378,6 +378,17 @@ class ContactService:
         _parallel(run, groups)
         return [results[i] for i in range(len(items))]
 
+    def org_context(self, org_id: str) -> tuple[dict[str, FieldDefinition], str]:
+        """The org's custom field definitions and its default country, as the writes below use them."""
+        return self._org_context(org_id)
+
+    def changed(
+        self, current: Contact, data: dict[str, Any], *, fields: dict[str, FieldDefinition], country: str
+    ) -> Contact:
+        """`current` with `data` applied as an update applies it (validated, normalised; version and
+        `updated_at` moved on when anything changed), without writing."""
+        return self._apply(current, data, fields=fields, country=country)
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _org_context(self, org_id: str) -> tuple[dict[str, FieldDefinition], str]:
@@ -538,7 +549,7 @@ class ContactService:
         if "channels" in data:
             attempt("channels", lambda: _channels(data["channels"] or []))
         if "tags" in data:
-            attempt("tags", lambda: _tags(data["tags"] or []))
+            attempt("tags", lambda: check_tags(data["tags"] or []))
         if "custom_fields" in data:
             attempt(
                 "custom_fields",
@@ -622,7 +633,7 @@ def _channels(value: Any) -> list[dict[str, str]]:
     return result
 
 
-def _tags(value: Any) -> list[str]:
+def check_tags(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise ValidationError.for_field("tags", value, "must be a list of strings")
     result: list[str] = []
@@ -647,7 +658,7 @@ def _custom_fields(current: dict[str, Any], changes: Any, defs: dict[str, FieldD
         definition = defs.get(name)
         if definition is None:
             raise ValidationError.for_field(f"custom_fields.{name}", value, "is not a declared custom field")
-        result[name] = _field_value(f"custom_fields.{name}", definition.type, value)
+        result[name] = field_value(f"custom_fields.{name}", definition.type, value)
     size = len(json.dumps(result, ensure_ascii=False).encode("utf-8"))
     if size > MAX_CUSTOM_FIELDS_BYTES:
         raise ValidationError.for_field(
@@ -656,7 +667,7 @@ def _custom_fields(current: dict[str, Any], changes: Any, defs: dict[str, FieldD
     return result
 
 
-def _field_value(path: str, type_: str, value: Any) -> Any:
+def field_value(path: str, type_: str, value: Any) -> Any:
     if type_ == "string":
         if not isinstance(value, str) or len(value) > 2048:
             raise ValidationError.for_field(path, value, "must be a string of at most 2048 characters")

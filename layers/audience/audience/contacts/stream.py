@@ -41,7 +41,7 @@ def purge_partition(client: Any, table_name: str, pk: str) -> int:
             _leave_segment(client, table_name, item)
         batch = [{"DeleteRequest": {"Key": item}} for item in page["Items"] if item not in memberships]
         for start in range(0, len(batch), 25):
-            _write_all(client, {table_name: batch[start : start + 25]})
+            write_all(client, {table_name: batch[start : start + 25]})
         deleted += len(batch)
         if "LastEvaluatedKey" not in page:
             return deleted
@@ -87,14 +87,15 @@ class PurgeIncompleteError(Exception):
     """DynamoDB kept items unprocessed; the stream record fails and is retried (then dead-lettered)."""
 
 
-def _write_all(client: Any, request: dict[str, Any], attempts: int = 6) -> None:
-    """BatchWriteItem until nothing is left unprocessed, backing off between tries as AWS advises."""
+def write_all(client: Any, request: dict[str, Any], attempts: int = 6) -> int:
+    """BatchWriteItem until nothing is left unprocessed, backing off between tries as AWS advises;
+    returns the number of requests made."""
     pending = request
     for attempt in range(attempts):
         pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         if not pending:
-            return
+            return attempt + 1
         time.sleep(min(2.0, 0.05 * 2**attempt))
     raise PurgeIncompleteError(
-        f"{sum(len(v) for v in pending.values())} deletes still unprocessed after {attempts} tries"
+        f"{sum(len(v) for v in pending.values())} writes still unprocessed after {attempts} tries"
     )

@@ -13,7 +13,7 @@ from audience import clock, ids
 from audience.contacts.models import MAX_TAGS, Contact
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
-from audience.contacts.service import _tags as contact_tags  # the one definition of a valid tag
+from audience.contacts.service import check_tags as contact_tags  # the one definition of a valid tag
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 from audience.segments.evaluation import Tally
 from audience.segments.jobs import TAG, JobStarter, execution_name
