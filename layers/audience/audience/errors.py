@@ -58,6 +58,12 @@ def displayable(value: Any) -> Any:
     return None
 
 
+class PayloadTooLargeError(AudienceError):
+    """An upload is over its size limit; refused before anything is read."""
+
+    code = "payload_too_large"
+
+
 class ConflictError(AudienceError):
     """The write would break a uniqueness or state rule (for example an identity owned by another contact)."""
 

@@ -27,6 +27,9 @@ class Settings:
     # Exports (the API requests them, ExportFunction writes them); empty where a function has none.
     exports_bucket: str = ""
     export_queue_url: str = ""
+    # Imports (the API creates them, ImportFunction reads the files); empty where a function has none.
+    imports_bucket: str = ""
+    import_state_machine: str = ""
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -63,4 +66,6 @@ def get_settings() -> Settings:
         segment_jobs_state_machine=os.environ.get("SEGMENT_JOBS_STATE_MACHINE", "").strip(),
         exports_bucket=os.environ.get("EXPORTS_BUCKET", "").strip(),
         export_queue_url=os.environ.get("EXPORT_QUEUE_URL", "").strip(),
+        imports_bucket=os.environ.get("IMPORTS_BUCKET", "").strip(),
+        import_state_machine=os.environ.get("IMPORT_STATE_MACHINE", "").strip(),
     )
