@@ -36,9 +36,13 @@ BODIES = {
     ("POST", "/orgs/{org_id}/tags/{name}/contacts/remove"): {"segment_id": "sg_" + "0" * 26},
     ("POST", "/orgs/{org_id}/do-not-contact"): {"identifier": "victim@x.io"},
     ("POST", "/orgs/{org_id}/exports"): {"kind": "contacts"},
+    ("POST", "/orgs/{org_id}/imports"): {"file_name": "x.csv"},
+    ("PUT", "/orgs/{org_id}/imports/{import_id}/mapping"): {"columns": [{"index": 0, "target": "email"}]},
+    ("POST", "/orgs/{org_id}/imports/{import_id}/start"): {"consent_confirmed": True},
 }
 QUERIES = {
     ("GET", "/orgs/{org_id}/contacts/{contact_id}/eligibility"): {"channel": "email", "purpose": "marketing"},
+    ("POST", "/orgs/{org_id}/imports/file"): {"file_name": "x.csv"},
 }
 
 
@@ -53,6 +57,7 @@ def victim(other_org):
     segment = other_org.client.post("/orgs/c/segments", json={"name": "theirs", "type": "static"}).json()
     entry = other_org.client.post("/orgs/c/do-not-contact", json={"identifier": "dnc@x.io"}).json()
     export = other_org.client.post("/orgs/c/exports", json={"kind": "contacts"}).json()
+    upload = other_org.client.post("/orgs/c/imports", json={"file_name": "theirs.csv"}).json()
     ids = {
         "contact_id": contact["id"],
         "key_id": key["id"],
@@ -60,6 +65,7 @@ def victim(other_org):
         "segment_id": segment["id"],
         "entry_id": entry["id"],
         "export_id": export["id"],
+        "import_id": upload["import"]["id"],
     }
     return other_org, ids, source["id"]
 
@@ -96,12 +102,17 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     assert b.client.get(f"/orgs/c/do-not-contact/{ids['entry_id']}").status_code == 200
     assert b.client.get(f"/orgs/c/exports/{ids['export_id']}").status_code == 200
     assert b.client.get("/orgs/c/tags/secret").status_code == 200
+    assert b.client.get(f"/orgs/c/imports/{ids['import_id']}").json()["status"] == "awaiting_upload"
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_needs_a_key(org, victim, method, path):
     _b, ids, _ = victim
     response = org.client.request(
-        method, _fill(path, "c", ids), json=BODIES.get((method, path)), headers={"Authorization": ""}
+        method,
+        _fill(path, "c", ids),
+        json=BODIES.get((method, path)),
+        params=QUERIES.get((method, path)),
+        headers={"Authorization": ""},
     )
     assert response.status_code == 401, (method, path, response.status_code)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
-from audience.errors import ConfigurationError
+from audience.errors import ConfigurationError, ValidationError
 from audience.orgs.repository import OrgsRepository
 from audience.orgs.service import OrgService
 from audience.segments.evaluation import SegmentEvaluator
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # compliance and exports are imported by their builders, when
     from audience.compliance.eligibility import EligibilityService
     from audience.exports.service import ExportService
     from audience.exports.worker import ExportWorker
+    from audience.imports.service import ImportService
 
 
 @cache
@@ -155,6 +156,27 @@ def export_worker() -> ExportWorker:
     return export_worker()
 
 
+@cache
+def import_service() -> ImportService:
+    from audience.imports import wiring
+    from audience.imports.repository import ImportsRepository
+    from audience.imports.service import ImportService
+
+    def static_segment(org_id: str, segment_id: str) -> object:
+        try:
+            return segment_service().check_static(org_id, [segment_id])[0]
+        except ValidationError:
+            raise ValidationError.for_field("segment_id", segment_id, "is not a static segment of this org") from None
+
+    return ImportService(
+        ImportsRepository(get_settings().contacts_table),
+        wiring.files(),
+        wiring.runner,
+        org_context=wiring.org_context,
+        static_segment=static_segment,
+    )
+
+
 def reset() -> None:
     """Forget built services (tests and the local stack call this after changing the environment)."""
     from audience import aws
@@ -173,6 +195,9 @@ def reset() -> None:
     eligibility_service.cache_clear()
     export_service.cache_clear()
     export_worker.cache_clear()
+    import_service.cache_clear()
+    if "audience.imports.wiring" in sys.modules:
+        sys.modules["audience.imports.wiring"].reset()
     if "audience.exports.wiring" in sys.modules:
         sys.modules["audience.exports.wiring"].reset()
     aws.reset()

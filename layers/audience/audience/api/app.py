@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from audience.api import errors
-from audience.api.routers import consent, contacts, do_not_contact, events, exports, orgs, segments, tags
+from audience.api.routers import consent, contacts, do_not_contact, events, exports, imports, orgs, segments, tags
 
 DESCRIPTION = """
 Contacts, segments and messaging for your audience. Authenticate with `Authorization: Bearer <API key>`.
@@ -15,20 +15,27 @@ Every route lives under `/orgs/{org_id}`; `c` stands for the key's own org. Ids 
 """
 
 
+# Routes that take a file in the body, and how much they take (more than other requests).
+UPLOAD_LIMITS = {"/imports/file": 5 * 1024 * 1024}
+
+
 class BodyLimit:
-    """ASGI middleware answering 413 when a request body exceeds `limit` bytes, declared or streamed."""
+    """ASGI middleware answering 413 when a request body exceeds `limit` bytes (or, on an upload route,
+    its own limit), declared or streamed."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        limit = next((size for suffix, size in UPLOAD_LIMITS.items() if path.endswith(suffix)), self.default)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._too_large(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, send, limit)
             return
         seen = 0
 
@@ -36,17 +43,17 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await self._too_large(scope, send)
+            await self._too_large(scope, send, limit)
 
-    async def _too_large(self, scope: dict[str, Any], send: Any) -> None:
-        response = errors.error_response(413, "payload_too_large", f"request body exceeds {self.limit} bytes")
+    async def _too_large(self, scope: dict[str, Any], send: Any, limit: int) -> None:
+        response = errors.error_response(413, "payload_too_large", f"request body exceeds {limit} bytes")
         await response(scope, None, send)  # type: ignore[arg-type]
 
 
@@ -95,6 +102,7 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(do_not_contact.router)
     app.include_router(consent.router)
     app.include_router(exports.router)
+    app.include_router(imports.router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

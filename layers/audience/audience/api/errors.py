@@ -15,6 +15,7 @@ from audience.errors import (
     ConcurrentUpdateError,
     ConflictError,
     NotFoundError,
+    PayloadTooLargeError,
     RateLimitedError,
     ValidationError,
     displayable,
@@ -27,6 +28,7 @@ _STATUS: list[tuple[type[AudienceError], int]] = [
     (ConflictError, 409),
     (AuthenticationError, 401),
     (RateLimitedError, 429),
+    (PayloadTooLargeError, 413),
 ]
 
 
