@@ -29,8 +29,24 @@ def table(name: str) -> Any:
     return _session().resource("dynamodb", config=_CONFIG).Table(name)
 
 
+@cache
+def signing_s3() -> Any:
+    """An S3 client that signs with Signature Version 4, which presigned URLs and forms need (botocore
+    still signs S3 URLs with v2 unless told); the shared session's, with that one setting changed."""
+    return _session().client("s3", config=_CONFIG.merge(Config(signature_version="s3v4")))
+
+
+def presigned_get(bucket: str, key: str, expires_in: int) -> str:
+    """A presigned GET URL of an object, valid `expires_in` seconds (at most as long as the credentials
+    that sign it: a Lambda role's session may end sooner)."""
+    return str(
+        signing_s3().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in)
+    )
+
+
 def reset() -> None:
     """Forget cached clients and the session (the local stack calls this when it swaps endpoints)."""
     client.cache_clear()
     table.cache_clear()
+    signing_s3.cache_clear()
     _session.cache_clear()

@@ -42,11 +42,7 @@ def org_service() -> OrgService:
 @cache
 def contact_service() -> ContactService:
     settings = get_settings()
-    return ContactService(
-        ContactsRepository(settings.contacts_table),
-        OrgsRepository(settings.orgs_table),
-        default_country=settings.default_country,
-    )
+    return ContactService.from_settings(settings)
 
 
 @cache

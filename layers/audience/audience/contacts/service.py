@@ -41,6 +41,7 @@ from audience.contacts.repository import (
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 from audience.orgs.models import FieldDefinition
 from audience.orgs.repository import OrgsRepository
+from audience.settings import Settings
 
 # Fields a client may write; anything else in a body is rejected before it reaches the service.
 WRITABLE = (
@@ -111,6 +112,15 @@ class ContactService:
         self._contacts = contacts
         self._orgs = orgs
         self._default_country = default_country
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ContactService:
+        """The service over the stack's tables (every function that writes contacts builds it so)."""
+        return cls(
+            ContactsRepository(settings.contacts_table),
+            OrgsRepository(settings.orgs_table),
+            default_country=settings.default_country,
+        )
 
     # -- reads --------------------------------------------------------------------------------------
 

@@ -27,18 +27,10 @@ class ExportFiles:
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-        self._s3: Any = None
 
     @property
     def _client(self) -> Any:
-        # Presigned URLs need Signature Version 4 (botocore still signs S3 URLs with v2 unless told), so
-        # this client is the shared session's S3 client with that one setting changed; made on first use.
-        if self._s3 is None:
-            from botocore.config import Config
-
-            config = aws._CONFIG.merge(Config(signature_version="s3v4"))
-            self._s3 = aws._session().client("s3", config=config)
-        return self._s3
+        return aws.signing_s3()
 
     def put(self, key: str, data: bytes, *, filename: str) -> None:
         self._client.put_object(
@@ -73,13 +65,8 @@ class ExportFiles:
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     def url(self, key: str, *, expires_in: int = URL_EXPIRES_SECONDS) -> str:
-        """A presigned GET URL of the file, valid `expires_in` seconds (at most as long as the credentials
-        that sign it: a Lambda role's session may end sooner)."""
-        return str(
-            self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-            )
-        )
+        """A presigned GET URL of the file (see audience.aws.presigned_get)."""
+        return aws.presigned_get(self.bucket, key, expires_in)
 
 
 class ExportJobs:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
-from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
 from audience.errors import ConfigurationError
 from audience.exports.repository import ExportsRepository
@@ -34,11 +33,7 @@ def resources() -> tuple[ExportFiles, ExportJobs]:
 def export_worker() -> ExportWorker:
     settings = get_settings()
     files, jobs = resources()
-    contacts = ContactService(
-        ContactsRepository(settings.contacts_table),
-        OrgsRepository(settings.orgs_table),
-        default_country=settings.default_country,
-    )
+    contacts = ContactService.from_settings(settings)
     return ExportWorker(
         ExportsRepository(settings.contacts_table),
         files,

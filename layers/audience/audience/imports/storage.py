@@ -54,17 +54,10 @@ class ImportFiles:
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-        self._s3: Any = None
 
     @property
     def _client(self) -> Any:
-        # Presigned URLs need Signature Version 4; made on first use from the shared session.
-        if self._s3 is None:
-            from botocore.config import Config
-
-            config = aws._CONFIG.merge(Config(signature_version="s3v4"))
-            self._s3 = aws._session().client("s3", config=config)
-        return self._s3
+        return aws.signing_s3()
 
     # -- the upload ---------------------------------------------------------------------------------
 
@@ -166,8 +159,5 @@ class ImportFiles:
             )
 
     def url(self, key: str, *, expires_in: int = URL_EXPIRES_SECONDS) -> str:
-        return str(
-            self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-            )
-        )
+        """A presigned GET URL of the file (see audience.aws.presigned_get)."""
+        return aws.presigned_get(self.bucket, key, expires_in)

@@ -42,11 +42,7 @@ def runner() -> ImportRunner:
 @cache
 def contact_service() -> ContactService:
     settings = get_settings()
-    return ContactService(
-        ContactsRepository(settings.contacts_table),
-        OrgsRepository(settings.orgs_table),
-        default_country=settings.default_country,
-    )
+    return ContactService.from_settings(settings)
 
 
 def field_types(org_id: str) -> dict[str, str]:
