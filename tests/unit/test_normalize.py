@@ -39,3 +39,23 @@ def test_email_is_lower_cased_and_validated_without_dns():
 def test_search_query_folds_accents_and_keeps_phone_digits():
     assert search_query("Zoë ") == "zoe"
     assert search_query("+62 812-34") == "6281234"
+
+
+def test_national_digits_agrees_with_a_full_parse_for_every_region():
+    import phonenumbers
+
+    from audience.contacts.normalize import national_digits
+
+    numbers = [
+        phonenumbers.example_number_for_type(region, kind)
+        for region in phonenumbers.SUPPORTED_REGIONS
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
+    ]
+    numbers += [
+        phonenumbers.example_number_for_non_geo_entity(cc) for cc in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS
+    ]
+    e164 = [phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164) for n in numbers if n is not None]
+    assert len(e164) > 400
+    assert "+390212345678" in e164  # Italy keeps its leading zero in E.164
+    for phone in e164:
+        assert national_digits(phone) == str(phonenumbers.parse(phone).national_number), phone

@@ -69,9 +69,20 @@ def normalize_email(raw: str, field: str = "email") -> str:
 
 
 def national_digits(e164: str) -> str:
-    """The national significant number of an E.164 phone (`+6281234567890` -> `81234567890`)."""
+    """The national significant number of an E.164 phone (`+6281234567890` -> `81234567890`).
+
+    Country calling codes are prefix-free, so the code is the one of its first 1 to 3 digits that is a
+    code; what follows is the national number. Only a number whose national part starts with 0 (Italy
+    keeps its leading zero in E.164) goes through a full parse.
+    """
     import phonenumbers
 
+    for length in (1, 2, 3):
+        if int(e164[1 : 1 + length] or 0) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            rest = e164[1 + length :]
+            if rest and rest[0] != "0" and rest.isdigit():
+                return rest
+            break
     return str(phonenumbers.parse(e164).national_number)
 
 

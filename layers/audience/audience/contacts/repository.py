@@ -88,8 +88,24 @@ def _from_dynamo(value: Any) -> Any:
     return value
 
 
+def _attribute(value: Any) -> dict[str, Any]:
+    """One attribute value in DynamoDB's wire form: strings, integers, booleans and lists of strings (most
+    of what is written) directly, anything else through boto3's TypeSerializer."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is int:
+        return {"N": str(value)}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is list and all(type(v) is str for v in value):
+        return {"L": [{"S": v} for v in value]}
+    return _SERIALIZER.serialize(_to_dynamo(value))
+
+
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _SERIALIZER.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+    """An item in DynamoDB's wire form; None values are left out."""
+    return {k: _attribute(v) for k, v in item.items() if v is not None}
 
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:

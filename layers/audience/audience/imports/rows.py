@@ -5,7 +5,6 @@ that a row repeating an earlier row's phone or email is reported as a duplicate 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -24,6 +23,7 @@ MAX_NAME_CHARS = 200
 _TRUE = {"true", "yes", "y", "1", "ya", "si", "sí", "oui", "ja"}
 _FALSE = {"false", "no", "n", "0", "tidak", "non", "nein"}
 _TAG_SPLIT = re.compile(r"[,;|]")
+_WORD = (1 << 64) - 1
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 # Rejection reasons (the error report's `reason` column).
@@ -200,9 +200,10 @@ def _typed(name: str, type_: str, text: str) -> Any:
 
 
 class IdentitySet:
-    """The identities seen so far in a file: 8-byte BLAKE2b digests in an open-addressing table of
-    machine words (8 bytes per slot, at most half full), so a million-row file costs tens of MB, not the
-    hundreds a set of strings would. Two identities sharing a 64-bit digest (odds about 1 in 10^7 for a
+    """The identities seen so far in a file: 64-bit hashes in an open-addressing table of machine words
+    (8 bytes per slot, at most half full), so a million-row file costs tens of MB, not the hundreds a set
+    of strings would. The hash is Python's own string hash (SipHash, keyed per process: the table lives
+    for one pass over one file). Two identities sharing a 64-bit hash (odds about 1 in 10^7 for a
     million rows) would make the later row a duplicate."""
 
     def __init__(self, capacity: int = 1 << 16) -> None:
@@ -215,7 +216,7 @@ class IdentitySet:
 
     def add(self, key: str) -> bool:
         """Add `key`; False when it was there already."""
-        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+        digest = (hash(key) & _WORD) or 1
         slots, mask = self._slots, self._mask
         position = digest & mask
         while True:
@@ -232,7 +233,7 @@ class IdentitySet:
         return True
 
     def __contains__(self, key: str) -> bool:
-        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+        digest = (hash(key) & _WORD) or 1
         slots, mask = self._slots, self._mask
         position = digest & mask
         while (current := slots[position]) != 0:

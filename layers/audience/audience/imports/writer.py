@@ -18,6 +18,7 @@ folded into the org's counters once.
 
 from __future__ import annotations
 
+import base64
 import calendar
 import functools
 import hashlib
@@ -55,6 +56,7 @@ from audience.segments.repository import SEGMENT_PREFIX, segments_pk
 LOOKUP_GROUP = 100  # records classified together (BatchGetItem takes 100 keys)
 CREATE_GROUP = 23  # contacts per create transaction: 4 items each at most, plus the ledger, the rows and a check
 SAMPLES_PER_OUTCOME = 5
+FLUSH_ITEMS = 25 * 20  # secondary items are written 500 at a time: 20 full BatchWriteItem requests
 _ATTEMPTS = 4
 # DNC entries that keep a row's phone or email from every sender on a channel the identity reaches.
 _DNC_CHANNELS = {"phone": (None, "whatsapp", "sms"), "email": (None, "email")}
@@ -73,6 +75,9 @@ class ChunkResult:
     # Outcomes the writer counted in the chunk's ledger itself, with each write (the rest are set when
     # the chunk closes).
     ledgered: frozenset[str] = frozenset()
+    # Secondary items of created contacts not written yet: written in full batches as they pile up and
+    # when the chunk ends (a crash before that is repaired by the retry, which rewrites them).
+    unwritten: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -88,8 +93,15 @@ class _Decision:
 def derived_contact_id(run: Run, row: int) -> str:
     """The id a new contact of `row` gets in `run`: the same on every retry of the chunk (a ULID whose
     time is the run's start and whose random part is a digest of the run and the row)."""
-    digest = int.from_bytes(hashlib.blake2b(f"{run.id}:{row}".encode(), digest_size=10).digest(), "big")
-    return f"ct_{_time_part(run.started_at)}{ids._b32(digest, 16)}"
+    return f"ct_{_time_part(run.started_at)}{_digest_part(f'{run.id}:{row}')}"
+
+
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
+
+
+def _digest_part(key: str) -> str:
+    """16 Crockford base32 characters of an 80-bit digest of `key` (the random part of a ULID)."""
+    return base64.b32encode(hashlib.blake2b(key.encode(), digest_size=10).digest()).translate(_CROCKFORD).decode()
 
 
 @functools.cache
@@ -151,6 +163,7 @@ class ContactChunkWriter:
                 self._count(
                     _Decision(record, models.CONFLICT, message="the contact kept changing during the import"), result
                 )
+        self._flush(result, everything=True)
         return result
 
     # -- classification -----------------------------------------------------------------------------
@@ -361,7 +374,15 @@ class ContactChunkWriter:
                 items.append(_consent(contact, run, imp))
             if segment is not None:
                 items.append(_membership(contact, segment))
-        result.requests["batch_writes"] += self._contacts.put_items(items)
+        result.unwritten.extend(items)
+        self._flush(result, everything=False)
+
+    def _flush(self, result: ChunkResult, *, everything: bool) -> None:
+        """Write the pending secondary items in full 25-item batches (all of them with `everything`)."""
+        count = len(result.unwritten) if everything else len(result.unwritten) - len(result.unwritten) % FLUSH_ITEMS
+        if count >= (1 if everything else FLUSH_ITEMS):
+            batch, result.unwritten[:count] = result.unwritten[:count], []
+            result.requests["batch_writes"] += self._contacts.put_items(batch)
 
     def _update(self, imp: Import, run: Run, decision: _Decision, ledger: dict[str, Any], result: ChunkResult) -> bool:
         """One update transaction; False when the contact changed since it was read (classify it again)."""
@@ -456,10 +477,9 @@ def _segment_check(table: str, org_id: str, segment: Segment) -> dict[str, Any]:
 
 def _consent(contact: Contact, run: Run, imp: Import) -> dict[str, Any]:
     assert run.consent is not None
-    digest = hashlib.blake2b(f"{run.id}:{contact.id}".encode(), digest_size=10).digest()
     return consent_item(
         contact.org_id,
-        record_id=f"cn_{contact.id.split('_', 1)[1][:10]}{ids._b32(int.from_bytes(digest, 'big'), 16)}",
+        record_id=f"cn_{contact.id[3:13]}{_digest_part(f'{run.id}:{contact.id}')}",
         contact_id=contact.id,
         channel=ALL_CHANNELS,
         opted_in=True,
