@@ -49,5 +49,5 @@ class _Throttled:
 def test_purge_gives_up_loudly_when_deletes_stay_unprocessed(monkeypatch):
     monkeypatch.setattr("audience.contacts.stream.time.sleep", lambda _: None)
     client = _Throttled([{"pk": {"S": "p"}, "sk": {"S": f"A#{i}"}} for i in range(3)])
-    with pytest.raises(PurgeIncompleteError, match="3 deletes still unprocessed"):
+    with pytest.raises(PurgeIncompleteError, match="3 writes still unprocessed"):
         purge_partition(client, "contacts", "p")
