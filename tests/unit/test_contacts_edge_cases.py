@@ -362,3 +362,28 @@ def test_paging_one_at_a_time_on_a_single_shard_reaches_every_contact(org, monke
         if not cursor:
             break
     assert sorted(seen) == sorted(ids)
+
+
+def test_serialize_writes_what_boto3s_type_serializer_writes():
+    from boto3.dynamodb.types import TypeSerializer
+
+    from audience.contacts.repository import _to_dynamo, serialize
+
+    item = {
+        "s": "x",
+        "empty": "",
+        "i": 3,
+        "negative": -5,
+        "large": 10**30,
+        "b": True,
+        "f": False,
+        "tags": ["a", "b"],
+        "no_tags": [],
+        "rows": [1, 2],
+        "data": {"import_id": "imp_1"},
+        "fields": {"n": 1.5, "flag": True, "gone": None},
+        "float": 0.1,
+        "missing": None,
+    }
+    expected = {k: TypeSerializer().serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+    assert serialize(item) == expected

@@ -89,8 +89,8 @@ def _from_dynamo(value: Any) -> Any:
 
 
 def _attribute(value: Any) -> dict[str, Any]:
-    """One attribute value in DynamoDB's wire form: strings, integers, booleans and lists of strings (most
-    of what is written) directly, anything else through boto3's TypeSerializer."""
+    """One attribute value in DynamoDB's wire form: strings, integers, booleans, and lists and maps of
+    strings (most of what is written) directly, anything else through boto3's TypeSerializer."""
     kind = type(value)
     if kind is str:
         return {"S": value}
@@ -100,6 +100,8 @@ def _attribute(value: Any) -> dict[str, Any]:
         return {"BOOL": value}
     if kind is list and all(type(v) is str for v in value):
         return {"L": [{"S": v} for v in value]}
+    if kind is dict and all(type(v) is str for v in value.values()):
+        return {"M": {k: {"S": v} for k, v in value.items()}}
     return _SERIALIZER.serialize(_to_dynamo(value))
 
 
