@@ -8,7 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from benchmarks import cold_start, segment_eval, segment_latency, segment_refresh
+from benchmarks import (
+    cold_start,
+    import_e2e,
+    import_memory,
+    import_pipeline,
+    import_writes,
+    segment_eval,
+    segment_latency,
+    segment_refresh,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,10 @@ BENCHMARKS = [
     Benchmark("segment_latency", segment_latency),
     Benchmark("segment_refresh", segment_refresh),
     Benchmark("segment_eval", segment_eval),
+    Benchmark("import_pipeline", import_pipeline),
+    Benchmark("import_memory", import_memory),
+    Benchmark("import_writes", import_writes),
+    Benchmark("import_e2e", import_e2e),
 ]
 
 
