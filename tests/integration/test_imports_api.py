@@ -166,7 +166,8 @@ def _imports(org: Any) -> list[dict[str, Any]]:
 
 
 def _import_tag(imp: dict[str, Any]) -> str:
-    return f"Import {imp['created_at'][:16].replace('T', ' ')}"
+    stem = imp["file_name"].rsplit(".", 1)[0]
+    return f"Import {stem} {imp['created_at'][:16].replace('T', ' ')}"
 
 
 def _csv(rows: list[list[str]], *, delimiter: str = ",") -> bytes:

@@ -70,7 +70,7 @@ class MappingRequest(Strict):
     segment_id: str | None = Field(default=None, max_length=64, description="A static segment to add every contact to")
     tags: list[str] = Field(default_factory=list, max_length=10, description="Tags to add to every contact")
     import_tag: bool = Field(
-        default=True, description="Also tag every contact with `Import {date} {time}`, naming this import"
+        default=True, description="Also tag every contact with `Import {file name} {date} {time}`, naming this import"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -153,7 +154,7 @@ class ImportService:
         tags = check_tags(mapping.tags) if mapping.tags else []
         import_tag = None
         if current.kind == "contacts" and data.get("import_tag", True) is not False:
-            import_tag = f"Import {current.created_at[:16].replace('T', ' ')}"
+            import_tag = import_tag_for(current)
         mapping = replace(mapping, tags=tags, import_tag=import_tag)
 
         def change(imp: Import) -> Import:
@@ -270,6 +271,12 @@ class ImportService:
             except ConflictError:
                 continue
         raise ConflictError(f"import {import_id} is being changed by others; retry")
+
+
+def import_tag_for(imp: Import) -> str:
+    """The tag naming an import and its time: `Import contacts 2026-11-23 10:30` (at most 64 characters)."""
+    stem = " ".join(os.path.splitext(imp.file_name)[0].split())[:40]
+    return f"Import {stem} {imp.created_at[:16].replace('T', ' ')}".replace("  ", " ")
 
 
 def _ready(imp: Import) -> bool:
