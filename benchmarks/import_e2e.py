@@ -206,6 +206,8 @@ def run(args: argparse.Namespace) -> bool:
         sys.path.insert(0, str(ROOT))
     from benchmarks import importdata
 
+    code = importdata.code_version()  # the code this run loads, before it runs
+
     with tempfile.TemporaryDirectory(prefix="bench-import-e2e-") as directory:
         path = importdata.write_csv(Path(directory) / "contacts.csv", args.rows)
         found = measure(args, path)
@@ -233,7 +235,7 @@ def run(args: argparse.Namespace) -> bool:
     output = {
         "benchmark": "import_e2e",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": importdata.code_version(),
+        "code": code,
         "python": platform.python_version(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         **found,

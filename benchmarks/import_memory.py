@@ -253,6 +253,8 @@ def run(args: argparse.Namespace) -> bool:
         sys.path.insert(0, str(ROOT))
     from benchmarks import importdata
 
+    code = importdata.code_version()  # the code this run loads, before it runs
+
     variants = VARIANTS if args.variant == "both" else (args.variant,)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-import-memory-", dir=args.tmp_dir) as directory:
@@ -298,7 +300,7 @@ def run(args: argparse.Namespace) -> bool:
     output = {
         "benchmark": "import_memory",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": importdata.code_version(),
+        "code": code,
         "python": platform.python_version(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "rows": args.rows,

@@ -488,6 +488,8 @@ def run(args: argparse.Namespace) -> bool:
         sys.path.insert(0, str(ROOT))
     from benchmarks import importdata
 
+    code = importdata.code_version()  # the code this run loads, before it runs
+
     saved = os.environ.get("IMPORT_TMP_DIR")
     with tempfile.TemporaryDirectory(prefix="bench-import-") as directory:
         os.environ["IMPORT_TMP_DIR"] = directory  # the split's download and error parts
@@ -538,7 +540,7 @@ def run(args: argparse.Namespace) -> bool:
     found = {
         "benchmark": "import_pipeline",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": importdata.code_version(),
+        "code": code,
         "python": platform.python_version(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         **found,

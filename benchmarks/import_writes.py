@@ -227,6 +227,8 @@ def run(args: argparse.Namespace) -> bool:
         sys.path.insert(0, str(ROOT))
     from benchmarks import importdata
 
+    code = importdata.code_version()  # the code this run loads, before it runs
+
     with tempfile.TemporaryDirectory(prefix="bench-import-writes-") as directory:
         results = measure(args.rows, Path(directory))
 
@@ -276,7 +278,7 @@ def run(args: argparse.Namespace) -> bool:
     output = {
         "benchmark": "import_writes",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": importdata.code_version(),
+        "code": code,
         "python": platform.python_version(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "rows": args.rows,
