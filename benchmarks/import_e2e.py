@@ -28,16 +28,13 @@ benchmark stays within a few minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,15 +229,5 @@ def run(args: argparse.Namespace) -> bool:
     if found["drain_seconds"] is not None:
         print(f"stream consumers caught up in {found['drain_seconds']:.0f} s after the import")
 
-    output = {
-        "benchmark": "import_e2e",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": code,
-        "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        **found,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(output, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    importdata.write_results(args.output, "import_e2e", found, code=code)
     return True

@@ -33,14 +33,12 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -297,20 +295,13 @@ def run(args: argparse.Namespace) -> bool:
         extra = f"; chunk files moto held: {found['moto_chunk_bytes_mb']} MB" if "moto_chunk_bytes_mb" in found else ""
         print(f"\n{variant}: {found['rows']:,} rows, {found['chunks']} chunks, counts {found['counts']}{extra}")
 
-    output = {
-        "benchmark": "import_memory",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": code,
-        "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    fields = {
         "rows": args.rows,
         "file_bytes": size,
         "goal_mb": GOAL_MB,
         "variants": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(output, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    importdata.write_results(args.output, "import_memory", fields, code=code)
     return met
 
 

@@ -41,9 +41,7 @@ import contextlib
 import cProfile
 import csv
 import io
-import json
 import os
-import platform
 import pstats
 import statistics
 import sys
@@ -51,7 +49,6 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -537,15 +534,5 @@ def run(args: argparse.Namespace) -> bool:
         f"for search items) {diag['national_digits_us_per_row']:.1f} µs/row"
     )
 
-    found = {
-        "benchmark": "import_pipeline",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": code,
-        "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        **found,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(found, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    importdata.write_results(args.output, "import_pipeline", found, code=code)
     return found["result"] == "PASS"

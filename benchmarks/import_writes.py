@@ -30,16 +30,12 @@ chunk task returns and publishes as metrics) is shown beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -275,17 +271,10 @@ def run(args: argparse.Namespace) -> bool:
         + f"); unchanged rows write only the chunk's own bookkeeping: {'yes' if unchanged_free else 'no'}"
     )
 
-    output = {
-        "benchmark": "import_writes",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "code": code,
-        "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    fields = {
         "rows": args.rows,
         "goals": {"full_batches": full_batches, "identity_claims_only_for_new_rows": claims_only_new},
         "scenarios": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(output, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    importdata.write_results(args.output, "import_writes", fields, code=code)
     return full_batches and claims_only_new

@@ -16,9 +16,13 @@ the same file.
 from __future__ import annotations
 
 import csv
+import json
+import os
+import platform
 import random
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +169,21 @@ def code_version() -> str:
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return commit + ("+changes" if git("status", "--porcelain", "--", "layers", "functions") else "")
+
+
+def write_results(path: Path, benchmark: str, fields: dict[str, Any], *, code: str | None = None) -> dict[str, Any]:
+    """Write a benchmark's results as JSON, after what every run records (name, date, the code measured,
+    Python, the machine); returns what was written."""
+    output = {
+        "benchmark": benchmark,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "code": code or code_version(),
+        "python": platform.python_version(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **fields,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(output, indent=2, ensure_ascii=False) + "\n")
+    root = Path(__file__).resolve().parent.parent
+    print(f"\nresults: {path.relative_to(root) if path.is_relative_to(root) else path}")
+    return output
