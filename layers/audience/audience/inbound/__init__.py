@@ -1,0 +1,1 @@
+"""Inbound processing: what the channels send (messages, statuses, preferences) applied to contacts."""
