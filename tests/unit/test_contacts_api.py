@@ -22,10 +22,18 @@ def test_create_normalises_phone_and_email_and_detects_country(org):
     assert org.client.get(f"/orgs/{org.org_id}/contacts/{contact['id']}").json() == contact
 
 
-def test_contact_needs_email_or_phone(org):
+def test_contact_needs_email_or_phone_or_a_channel(org):
     response = org.client.post("/orgs/c/contacts", json={"first_name": "Nobody"})
     assert response.status_code == 422
-    assert "email or a phone" in response.json()["error"]["message"]
+    assert "an email, a phone or a channel id" in response.json()["error"]["message"]
+    # A person known only on a channel (a Telegram user, a Messenger PSID) is a contact too.
+    response = org.client.post(
+        "/orgs/c/contacts", json={"first_name": "Tele", "channels": [{"channel": "telegram", "user_id": "777"}]}
+    )
+    assert response.status_code == 201
+    contact = response.json()
+    removed = org.client.patch(f"/orgs/c/contacts/{contact['id']}", json={"channels": []})
+    assert removed.status_code == 422
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ class ContactWrite(Strict):
 
 
 class CreateContactRequest(ContactWrite):
-    """A new contact: an email or a phone is required."""
+    """A new contact: an email, a phone or a channel id is required."""
 
     segments: list[str] | None = Field(default=None, max_length=50, description="Static segments to add the contact to")
 

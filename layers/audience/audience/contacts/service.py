@@ -262,10 +262,16 @@ class ContactService:
         return self._create(org_id, data, upsert=upsert, fields=fields, country=country)
 
     def update(
-        self, org_id: str, contact_id: str, changes: dict[str, Any] | Callable[[Contact], dict[str, Any]]
+        self,
+        org_id: str,
+        contact_id: str,
+        changes: dict[str, Any] | Callable[[Contact], dict[str, Any]],
+        *,
+        source: str = "api",
     ) -> Contact:
         """Apply `changes`; a callable computes them from the contact as read, again on every retry, so
-        that read-modify-write changes (add a tag) never overwrite a concurrent one."""
+        that read-modify-write changes (add a tag) never overwrite a concurrent one. `source` names who
+        asked, in the consent record a status change writes."""
         fields, country = self._org_context(org_id)
         for _ in range(_WRITE_ATTEMPTS):
             current = self._contacts.get(org_id, contact_id)
@@ -278,7 +284,7 @@ class ContactService:
                     updated,
                     current,
                     activity=_change_activity(current, updated),
-                    consent=status_consent(current, updated),
+                    consent=status_consent(current, updated, source=source),
                 )
             except ConcurrentUpdateError:
                 continue
@@ -513,10 +519,10 @@ class ContactService:
         now = clock.now_iso()
         blank = Contact(id=ids.new_id("ct"), org_id=org_id, created_at=now, updated_at=now)
         contact = self._apply(blank, data, fields=fields, country=country, creating=True)
-        if not contact.email and not contact.phone:
+        if not contact.email and not contact.phone and not contact.channels:
             raise ValidationError(
-                "a contact needs an email or a phone",
-                [{"field": "email", "value": None, "message": "email or phone is required"}],
+                "a contact needs an email, a phone or a channel id",
+                [{"field": "email", "value": None, "message": "an email, a phone or a channel is required"}],
             )
         return contact
 
@@ -573,10 +579,10 @@ class ContactService:
         if "phone" in data:
             updated.phone = phone.e164 if phone else None
             updated.country = phone.country if phone else None
-        if not updated.email and not updated.phone and not creating:
+        if not updated.email and not updated.phone and not updated.channels and not creating:
             raise ValidationError(
-                "a contact needs an email or a phone",
-                [{"field": "email", "value": None, "message": "email or phone is required"}],
+                "a contact needs an email, a phone or a channel id",
+                [{"field": "email", "value": None, "message": "an email, a phone or a channel is required"}],
             )
         # Promoting an identity the contact already owns keeps the old primary as an extra identity:
         # a contact never loses an identity by having another of its own made primary.
