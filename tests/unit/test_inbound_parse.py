@@ -1004,8 +1004,8 @@ def test_custom_messages_and_statuses():
             "events[0]: missing text or media",
         ),
         (
-            {"events": [{"type": "message", "id": "1", "from": {"id": "u"}, "text": "x"}]},
-            "events[0].timestamp: missing",
+            {"events": [{"type": "message", "id": "1", "from": {"id": "u"}, "text": "x", "timestamp": "yesterday"}]},
+            "events[0].timestamp",
         ),
         (
             {"events": [{"type": "status", "message_id": "1", "status": "seen", "timestamp": 1}]},
@@ -1185,3 +1185,13 @@ def test_text_is_cut_to_4096_characters():
     )
     assert len(sms.text) == MAX_TEXT
     assert sms.sender.phone is None  # "+1" is no E.164 number
+
+
+def test_a_custom_event_without_a_timestamp_happened_when_it_is_read() -> None:
+    from audience import clock
+
+    before = clock.now_iso()
+    (message,) = parse_custom(
+        {"events": [{"type": "message", "id": "1", "from": {"id": "u"}, "text": "x"}]}, "ch", "webchat"
+    )
+    assert before <= message.at <= clock.now_iso()
