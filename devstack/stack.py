@@ -23,12 +23,14 @@ from devstack.httpapi import HttpApi
 from devstack.pollers import PollResult, SqsPoller, StreamPoller
 from devstack.template import (
     BUCKET,
+    EVENT_BUS,
     FUNCTION,
     HTTP_API,
     LAYER,
     QUEUE,
     REST_API,
     STATE_MACHINE,
+    SUBSCRIPTION,
     TABLE,
     TOPIC,
     FunctionSpec,
@@ -65,7 +67,7 @@ _TRUST_POLICY = json.dumps(
 )
 
 # Creation order; within a type, resources another one refers to (a queue's DLQ) come first.
-_ORDER = (TABLE, QUEUE, BUCKET, TOPIC, LAYER, FUNCTION, STATE_MACHINE, HTTP_API, REST_API)
+_ORDER = (TABLE, QUEUE, BUCKET, TOPIC, SUBSCRIPTION, EVENT_BUS, LAYER, FUNCTION, STATE_MACHINE, HTTP_API, REST_API)
 
 
 class StackError(Exception):
@@ -167,6 +169,10 @@ class LocalStack:
                 self._create_bucket(logical_id)
             elif kind == TOPIC:
                 self._create_topic(logical_id)
+            elif kind == SUBSCRIPTION:
+                self._create_subscription(logical_id)
+            elif kind == EVENT_BUS:
+                self.client("events").create_event_bus(Name=self.template.name(logical_id))
             elif kind == FUNCTION:
                 self._create_function(self.template.function(logical_id), role)
             elif kind == STATE_MACHINE:
@@ -325,6 +331,20 @@ class LocalStack:
         attributes = {key: _flag(value) for key, value in props.items()}
         arn = self.client("sns").create_topic(Name=self.template.name(logical_id), Attributes=attributes)["TopicArn"]
         self.template.set_runtime_attribute(logical_id, "Ref", arn)
+
+    def _create_subscription(self, logical_id: str) -> None:
+        """SNS subscriptions to the stack's queues (moto delivers them in process); other protocols
+        (email, https) reach outside and are left out."""
+        props = self.template.properties(logical_id)
+        if str(props.get("Protocol")).lower() != "sqs":
+            log.info("%s: %s subscriptions are not delivered locally", logical_id, props.get("Protocol"))
+            return
+        attributes = {k: _flag(v) for k, v in props.items() if k in ("RawMessageDelivery", "FilterPolicyScope")}
+        if props.get("FilterPolicy"):
+            attributes["FilterPolicy"] = json.dumps(props["FilterPolicy"])
+        self.client("sns").subscribe(
+            TopicArn=props["TopicArn"], Protocol="sqs", Endpoint=props["Endpoint"], Attributes=attributes
+        )
 
     def _create_function(self, spec: FunctionSpec, role: str) -> None:
         self.functions[spec.logical_id] = LocalFunction(spec)

@@ -27,9 +27,13 @@ LAYER = "AWS::Serverless::LayerVersion"
 STATE_MACHINE = "AWS::Serverless::StateMachine"
 HTTP_API = "AWS::Serverless::HttpApi"
 REST_API = "AWS::Serverless::Api"
+EVENT_BUS = "AWS::Events::EventBus"
+SUBSCRIPTION = "AWS::SNS::Subscription"
 
 # Types the local stack models; every other resource (roles, alarms, log groups, ...) is skipped.
-MODELLED_TYPES = frozenset({TABLE, QUEUE, BUCKET, TOPIC, FUNCTION, LAYER, STATE_MACHINE, HTTP_API, REST_API})
+MODELLED_TYPES = frozenset(
+    {TABLE, QUEUE, BUCKET, TOPIC, FUNCTION, LAYER, STATE_MACHINE, HTTP_API, REST_API, EVENT_BUS, SUBSCRIPTION}
+)
 
 # SAM creates these APIs when a function's HttpApi/Api event names no ApiId.
 IMPLICIT_HTTP_API = "ServerlessHttpApi"
@@ -373,6 +377,8 @@ class Template:
             name = self._prop(logical_id, "Name") or generated
         elif kind == LAYER:
             name = self._prop(logical_id, "LayerName") or logical_id
+        elif kind == EVENT_BUS:
+            name = self._prop(logical_id, "Name") or generated
         else:  # APIs: a stable fake id, shaped like API Gateway's
             name = hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:10]
         self._names[logical_id] = str(name)
@@ -437,6 +443,7 @@ class Template:
             LAYER: {"Arn": f"arn:{PARTITION}:lambda:{region}:{account}:layer:{name}:1"},
             STATE_MACHINE: {"Arn": f"arn:{PARTITION}:states:{region}:{account}:stateMachine:{name}", "Name": name},
             HTTP_API: {"ApiEndpoint": f"https://{name}.execute-api.{region}.{URL_SUFFIX}"},
+            EVENT_BUS: {"Arn": f"arn:{PARTITION}:events:{region}:{account}:event-bus/{name}", "Name": name},
             REST_API: {"RootResourceId": hashlib.sha256(name.encode()).hexdigest()[:10]},
         }
         if attribute in known.get(kind, {}):

@@ -39,6 +39,13 @@ BODIES = {
     ("POST", "/orgs/{org_id}/imports"): {"file_name": "x.csv"},
     ("PUT", "/orgs/{org_id}/imports/{import_id}/mapping"): {"columns": [{"index": 0, "target": "email"}]},
     ("POST", "/orgs/{org_id}/imports/{import_id}/start"): {"consent_confirmed": True},
+    ("POST", "/orgs/{org_id}/connections"): {
+        "platform": "custom",
+        "name": "mine",
+        "secrets": {"signing_secret": "0123456789abcdef0123"},
+    },
+    ("PATCH", "/orgs/{org_id}/connections/{connection_id}"): {"name": "mine now"},
+    ("PUT", "/orgs/{org_id}/inbound-settings"): {"opt_out_keywords": ["BERHENTI"]},
 }
 QUERIES = {
     ("GET", "/orgs/{org_id}/contacts/{contact_id}/eligibility"): {"channel": "email", "purpose": "marketing"},
@@ -58,6 +65,11 @@ def victim(other_org):
     entry = other_org.client.post("/orgs/c/do-not-contact", json={"identifier": "dnc@x.io"}).json()
     export = other_org.client.post("/orgs/c/exports", json={"kind": "contacts"}).json()
     upload = other_org.client.post("/orgs/c/imports", json={"file_name": "theirs.csv"}).json()
+    connection = other_org.client.post(
+        "/orgs/c/connections",
+        json={"platform": "telegram", "name": "theirs", "secrets": {"bot_token": "123456:" + "A" * 35}},
+    ).json()
+    other_org.client.put("/orgs/c/inbound-settings", json={"opt_out_keywords": ["HALT"]})
     ids = {
         "contact_id": contact["id"],
         "key_id": key["id"],
@@ -66,6 +78,7 @@ def victim(other_org):
         "entry_id": entry["id"],
         "export_id": export["id"],
         "import_id": upload["import"]["id"],
+        "connection_id": connection["id"],
     }
     return other_org, ids, source["id"]
 
@@ -103,6 +116,8 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     assert b.client.get(f"/orgs/c/exports/{ids['export_id']}").status_code == 200
     assert b.client.get("/orgs/c/tags/secret").status_code == 200
     assert b.client.get(f"/orgs/c/imports/{ids['import_id']}").json()["status"] == "awaiting_upload"
+    assert b.client.get(f"/orgs/c/connections/{ids['connection_id']}").json()["name"] == "theirs"
+    assert b.client.get("/orgs/c/inbound-settings").json()["opt_out_keywords"] == ["HALT"]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)

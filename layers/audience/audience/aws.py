@@ -24,6 +24,12 @@ def client(service: str) -> Any:
 
 
 @cache
+def regional_client(service: str, region: str) -> Any:
+    """A shared client for another region (an SNS topic's own region, for instance)."""
+    return _session().client(service, region_name=region, config=_CONFIG)
+
+
+@cache
 def table(name: str) -> Any:
     """A DynamoDB Table resource for `name`."""
     return _session().resource("dynamodb", config=_CONFIG).Table(name)
@@ -47,6 +53,7 @@ def presigned_get(bucket: str, key: str, expires_in: int) -> str:
 def reset() -> None:
     """Forget cached clients and the session (the local stack calls this when it swaps endpoints)."""
     client.cache_clear()
+    regional_client.cache_clear()
     table.cache_clear()
     signing_s3.cache_clear()
     _session.cache_clear()

@@ -21,12 +21,15 @@ from audience.tags.repository import TagsRepository
 from audience.tags.service import TagService
 
 if TYPE_CHECKING:  # compliance and exports are imported by their builders, when a function uses them
+    from audience.channels.service import ConnectionService
     from audience.compliance.consent import ConsentService
     from audience.compliance.dnc import DoNotContactService
     from audience.compliance.eligibility import EligibilityService
     from audience.exports.service import ExportService
     from audience.exports.worker import ExportWorker
     from audience.imports.service import ImportService
+    from audience.inbound.processor import InboundProcessor
+    from audience.inbound.repository import InboundRepository
 
 
 @cache
@@ -173,6 +176,54 @@ def import_service() -> ImportService:
     )
 
 
+@cache
+def connection_service() -> ConnectionService:
+    from audience.channels.repository import ConnectionsRepository
+    from audience.channels.secrets import SecretStore
+    from audience.channels.service import ConnectionService
+    from audience.channels.telegram import BotApi
+
+    settings = get_settings()
+    return ConnectionService(
+        ConnectionsRepository(settings.orgs_table), SecretStore(settings.stage), BotApi(settings.telegram_api_url)
+    )
+
+
+@cache
+def inbound_repository() -> InboundRepository:
+    from audience.inbound.repository import InboundRepository
+
+    return InboundRepository(get_settings().contacts_table)
+
+
+@cache
+def inbound_processor() -> InboundProcessor:
+    from audience import aws
+    from audience.channels.repository import ConnectionsRepository
+    from audience.compliance.repository import ConsentRepository
+    from audience.inbound.processor import InboundProcessor
+    from audience.inbound.publish import EventPublisher
+
+    def confirm_subscription(topic_arn: str, token: str) -> None:
+        region = topic_arn.split(":")[3]
+        aws.regional_client("sns", region).confirm_subscription(
+            TopicArn=topic_arn, Token=token, AuthenticateOnUnsubscribe="true"
+        )
+
+    settings = get_settings()
+    return InboundProcessor(
+        inbound=inbound_repository(),
+        contacts=contact_service(),
+        contacts_repository=ContactsRepository(settings.contacts_table),
+        dnc=dnc_service(),
+        consent=ConsentRepository(settings.contacts_table),
+        connections=ConnectionsRepository(settings.orgs_table),
+        orgs=OrgsRepository(settings.orgs_table),
+        publisher=EventPublisher(settings.event_bus_name),
+        confirm_subscription=confirm_subscription,
+    )
+
+
 def reset() -> None:
     """Forget built services (tests and the local stack call this after changing the environment)."""
     from audience import aws
@@ -192,6 +243,11 @@ def reset() -> None:
     export_service.cache_clear()
     export_worker.cache_clear()
     import_service.cache_clear()
+    connection_service.cache_clear()
+    inbound_repository.cache_clear()
+    inbound_processor.cache_clear()
+    if "audience.webhooks.ack" in sys.modules:
+        sys.modules["audience.webhooks.ack"].reset()
     if "audience.imports.wiring" in sys.modules:
         sys.modules["audience.imports.wiring"].reset()
     if "audience.exports.wiring" in sys.modules:

@@ -76,6 +76,12 @@ class ConcurrentUpdateError(AudienceError):
     code = "concurrent_update"
 
 
+class UpstreamError(AudienceError):
+    """A platform the product calls (a channel's API) refused or failed; the message carries its words."""
+
+    code = "upstream_error"
+
+
 class AuthenticationError(AudienceError):
     """Missing, malformed, unknown or revoked credentials."""
 

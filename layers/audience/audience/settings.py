@@ -30,6 +30,11 @@ class Settings:
     # Imports (the API creates them, ImportFunction reads the files); empty where a function has none.
     imports_bucket: str = ""
     import_state_machine: str = ""
+    # Channels: where conversation events go, the Bot API's address (a local stand-in in tests), and the
+    # public base URL of webhooks when a custom domain fronts the API (else the request's own host).
+    event_bus_name: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
+    public_base_url: str = ""
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -68,4 +73,14 @@ def get_settings() -> Settings:
         export_queue_url=os.environ.get("EXPORT_QUEUE_URL", "").strip(),
         imports_bucket=os.environ.get("IMPORTS_BUCKET", "").strip(),
         import_state_machine=os.environ.get("IMPORT_STATE_MACHINE", "").strip(),
+        event_bus_name=os.environ.get("EVENT_BUS_NAME", "").strip(),
+        telegram_api_url=_url("TELEGRAM_API_URL", "https://api.telegram.org"),
+        public_base_url=_url("PUBLIC_BASE_URL", ""),
     )
+
+
+def _url(name: str, default: str) -> str:
+    value = os.environ.get(name, default).strip().rstrip("/")
+    if value and not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", value):
+        raise ConfigurationError(f"{name} must be an http(s) URL, got {value!r}")
+    return value

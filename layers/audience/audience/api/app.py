@@ -7,7 +7,18 @@ from typing import Any
 from fastapi import FastAPI
 
 from audience.api import errors
-from audience.api.routers import consent, contacts, do_not_contact, events, exports, imports, orgs, segments, tags
+from audience.api.routers import (
+    connections,
+    consent,
+    contacts,
+    do_not_contact,
+    events,
+    exports,
+    imports,
+    orgs,
+    segments,
+    tags,
+)
 
 DESCRIPTION = """
 Contacts, segments and messaging for your audience. Authenticate with `Authorization: Bearer <API key>`.
@@ -103,6 +114,9 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(consent.router)
     app.include_router(exports.router)
     app.include_router(imports.router)
+    app.include_router(connections.router)
+    app.include_router(connections.settings_router)
+    app.include_router(connections.contact_router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

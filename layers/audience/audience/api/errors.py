@@ -17,6 +17,7 @@ from audience.errors import (
     NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
+    UpstreamError,
     ValidationError,
     displayable,
 )
@@ -29,6 +30,7 @@ _STATUS: list[tuple[type[AudienceError], int]] = [
     (AuthenticationError, 401),
     (RateLimitedError, 429),
     (PayloadTooLargeError, 413),
+    (UpstreamError, 502),
 ]
 
 

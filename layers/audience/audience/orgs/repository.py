@@ -8,6 +8,7 @@ Key design (table `OrgsTable`, keys `pk`/`sk`, GSI `gsi1` on `gsi1pk`/`gsi1sk`, 
 | API key              | `KEY#{key_id}`          | `#KEY`           | `ORG#{org_id}#KEYS` | `{created_at}#{key_id}` |
 | custom field         | `ORG#{org_id}`          | `FIELD#{name}`   |                   |                        |
 | rate-limit window    | `RATE#{key_id}#{window}` | `#RATE`         |                   |                        |
+| inbound settings     | `ORG#{org_id}`          | `#INBOUND`       |                   |                        |
 
 Access patterns: authenticate a key by its id (strongly consistent get, so a deleted key is refused at
 once); list an org's keys (GSI); read an org with its field definitions (one query on `ORG#{org_id}`);
@@ -154,6 +155,20 @@ class OrgsRepository:
             if _conditional_failed(error):
                 raise NotFoundError("API key not found") from None
             raise
+
+    # -- inbound settings -------------------------------------------------------------------------
+
+    def get_inbound_settings(self, org_id: str) -> dict[str, Any]:
+        """The org's inbound settings (its own opt-out and opt-in keywords); empty when never set."""
+        item = self._table.get_item(Key={"pk": _org_pk(org_id), "sk": "#INBOUND"}).get("Item") or {}
+        return {
+            "opt_out_keywords": list(item.get("opt_out_keywords") or []),
+            "opt_in_keywords": list(item.get("opt_in_keywords") or []),
+            "updated_at": item.get("updated_at"),
+        }
+
+    def put_inbound_settings(self, org_id: str, settings: dict[str, Any]) -> None:
+        self._table.put_item(Item={"pk": _org_pk(org_id), "sk": "#INBOUND", **settings})
 
     # -- custom fields ----------------------------------------------------------------------------
 

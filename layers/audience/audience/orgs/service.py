@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import time
+from typing import Any
 
 from audience import clock, ids
 from audience.errors import AuthenticationError, RateLimitedError, ValidationError
@@ -127,6 +128,51 @@ class OrgService:
         return RateWindow(limit=limit, remaining=max(0, limit - count), reset_in=reset_in)
 
     # -- custom fields ------------------------------------------------------------------------------
+
+    def inbound_settings(self, org_id: str) -> dict[str, Any]:
+        self._repo.get_org(org_id)
+        return self._repo.get_inbound_settings(org_id)
+
+    def update_inbound_settings(
+        self, org_id: str, *, opt_out_keywords: list[str] | None, opt_in_keywords: list[str] | None
+    ) -> dict[str, Any]:
+        """Replace the org's own opt-out and/or opt-in keywords (in any language; the defaults STOP,
+        UNSUBSCRIBE, ... and START, UNSTOP always apply). A keyword may not be both."""
+        from audience.inbound.keywords import MAX_KEYWORD, MAX_KEYWORDS, OPT_IN, OPT_OUT, fold
+
+        current = self.inbound_settings(org_id)
+        result = dict(current)
+        for name, given in (("opt_out_keywords", opt_out_keywords), ("opt_in_keywords", opt_in_keywords)):
+            if given is None:
+                continue
+            if len(given) > MAX_KEYWORDS:
+                raise ValidationError.for_field(name, None, f"at most {MAX_KEYWORDS} keywords")
+            words: list[str] = []
+            for word in given:
+                if not isinstance(word, str) or not fold(word) or len(word) > MAX_KEYWORD:
+                    raise ValidationError.for_field(
+                        name, word, f"each keyword must be 1 to {MAX_KEYWORD} characters with a letter or digit"
+                    )
+                if word.strip() not in words:
+                    words.append(word.strip())
+            result[name] = words
+        outs = {fold(w) for w in (*OPT_OUT, *result["opt_out_keywords"])}
+        ins = {fold(w) for w in (*OPT_IN, *result["opt_in_keywords"])}
+        both = sorted(outs & ins)
+        if both:
+            raise ValidationError.for_field(
+                "opt_in_keywords", both[0], "is an opt-out keyword too; a keyword can only mean one thing"
+            )
+        result["updated_at"] = clock.now_iso()
+        self._repo.put_inbound_settings(
+            org_id,
+            {
+                "opt_out_keywords": result["opt_out_keywords"],
+                "opt_in_keywords": result["opt_in_keywords"],
+                "updated_at": result["updated_at"],
+            },
+        )
+        return result
 
     def list_fields(self, org_id: str) -> list[FieldDefinition]:
         return sorted(self._repo.list_fields(org_id), key=lambda f: f.name)

@@ -1,0 +1,127 @@
+"""Request and response bodies of channel connections, inbound settings and conversation logs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audience.channels.models import Connection
+
+Platform = Literal["whatsapp", "messenger", "instagram", "telegram", "ses", "sms", "custom", "webchat"]
+Setting = str | list[str]
+
+
+class ConnectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Platform
+    name: str = Field(min_length=1, max_length=100)
+    settings: dict[str, Setting] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Account settings of the platform (not secret): whatsapp `phone_number_id`, "
+        "`business_account_id`, `display_phone_number`; messenger `page_id`; instagram `instagram_account_id`; "
+        "telegram `bot_username`; ses `identity`, `topic_arns`; sms `origination_number`, `topic_arns`.",
+    )
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=10,
+        description="Stored in AWS Secrets Manager and never returned: whatsapp, messenger and instagram "
+        "`app_secret`, `verify_token`, `access_token`; telegram `bot_token`; custom and webchat `signing_secret`.",
+    )
+
+
+class ConnectionPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    settings: dict[str, Setting] | None = Field(default=None, max_length=20)
+    secrets: dict[str, str] | None = Field(default=None, max_length=10, description="Secrets to replace (rotate)")
+
+
+class ConnectionOut(BaseModel):
+    id: str
+    platform: Platform
+    channel: str
+    name: str
+    settings: dict[str, Any]
+    secrets_set: list[str] = Field(description="Names of the secrets stored; their values are never returned")
+    webhook_url: str = Field(description="Where the platform sends this connection's webhooks")
+    telegram_webhook: dict[str, Any] | None = None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, connection: Connection, base_url: str) -> ConnectionOut:
+        return cls(
+            id=connection.id,
+            platform=connection.platform,  # type: ignore[arg-type]
+            channel=connection.channel,
+            name=connection.name,
+            settings=connection.settings,
+            secrets_set=list(connection.secret_names),
+            webhook_url=f"{base_url.rstrip('/')}/webhooks/{connection.id}",
+            telegram_webhook=connection.telegram_webhook,
+            created_at=connection.created_at,
+            updated_at=connection.updated_at,
+        )
+
+
+class ConnectionList(BaseModel):
+    items: list[ConnectionOut]
+
+
+class InboundSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    opt_out_keywords: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="Extra opt-out keywords (any language), besides STOP, STOPALL, UNSUBSCRIBE, CANCEL, END and QUIT",
+    )
+    opt_in_keywords: list[str] | None = Field(
+        default=None, max_length=50, description="Extra opt-in keywords, besides START and UNSTOP"
+    )
+
+
+class InboundSettingsOut(BaseModel):
+    opt_out_keywords: list[str]
+    opt_in_keywords: list[str]
+    default_opt_out_keywords: list[str]
+    default_opt_in_keywords: list[str]
+    updated_at: str | None = None
+
+
+class MessageOut(BaseModel):
+    id: str = Field(description="The platform's message id")
+    channel: str
+    direction: Literal["inbound", "outbound"]
+    connection_id: str
+    at: str
+    kind: str
+    text: str | None = None
+    media: dict[str, Any] | None = None
+    referral: dict[str, Any] | None = None
+    reply_to: str | None = None
+    status: str | None = Field(default=None, description="sent, delivered, read or failed (outbound messages)")
+    error_code: str | None = None
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut]
+    next_cursor: str | None = None
+
+
+class ConversationOut(BaseModel):
+    channel: str
+    connection_id: str | None = None
+    last_inbound_at: str | None = None
+    window_expires_at: str | None = Field(default=None, description="End of the 24-hour service window")
+    window_open: bool
+    inbound_count: int = 0
+    outbound_count: int = 0
+
+
+class ConversationList(BaseModel):
+    items: list[ConversationOut]

@@ -1,0 +1,1 @@
+"""Channel connections: an org's accounts on each platform, their secrets and webhook URLs."""

@@ -1,0 +1,507 @@
+"""The inbound processor: applies what the webhooks enqueued (and SNS delivered) to contacts.
+
+One queue record is one webhook call (or one SNS notification); it may carry many events. Each event
+is applied once, however often it arrives: the provider's own id keys a processed-event item (8 days,
+longer than Meta's 7-day retries), a message's log entry is appended in one transaction with an item
+keyed by its provider id, and every other effect (a do-not-contact entry, a consent record with an id
+derived from the event, a status that only moves forward) is idempotent. A record that fails part-way
+is retried whole and redoes only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from audience import clock
+from audience.channels.models import PLATFORMS
+from audience.channels.repository import ConnectionsRepository
+from audience.compliance.consent import latest_consent
+from audience.compliance.dnc import DoNotContactService
+from audience.compliance.eligibility import identifiers_for
+from audience.compliance.models import ConsentRecord
+from audience.compliance.repository import ConsentRepository
+from audience.contacts.models import MAX_CHANNELS, Activity, Contact, Identity
+from audience.contacts.repository import ContactsRepository
+from audience.contacts.service import ContactService
+from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
+from audience.inbound import keywords, parse
+from audience.inbound.events import Event, Message, Other, Preference, Sender, Status
+from audience.inbound.publish import EventPublisher
+from audience.inbound.repository import ContactGoneError, InboundRepository
+from audience.orgs.repository import OrgsRepository
+
+log = logging.getLogger(__name__)
+
+END_USER_SOURCE = "end_user_message"  # consent records written for STOP / START
+PLATFORM_SOURCE = "platform_signal"  # consent records from a platform's own preference signals
+MARKETING_STOPPED = "131050"  # WhatsApp: the user stopped marketing messages from the business
+_ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    org_id: str
+    connection_id: str
+
+
+@dataclass
+class Outcome:
+    """What one queue record did (for logs and metrics)."""
+
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    unrouted: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+class InboundProcessor:
+    def __init__(
+        self,
+        *,
+        inbound: InboundRepository,
+        contacts: ContactService,
+        contacts_repository: ContactsRepository,
+        dnc: DoNotContactService,
+        consent: ConsentRepository,
+        connections: ConnectionsRepository,
+        orgs: OrgsRepository,
+        publisher: EventPublisher,
+        confirm_subscription: Any,
+    ) -> None:
+        self._inbound = inbound
+        self._contacts = contacts
+        self._contacts_repository = contacts_repository
+        self._dnc = dnc
+        self._consent = consent
+        self._connections = connections
+        self._orgs = orgs
+        self._publisher = publisher
+        self._confirm_subscription = confirm_subscription
+
+    # -- records ------------------------------------------------------------------------------------------
+
+    def process(self, body: str) -> Outcome:
+        """Apply one queue record: an envelope from the webhook function, or an SNS notification that
+        a topic of the stack delivered to the queue itself."""
+        document = json.loads(body)
+        if not isinstance(document, dict):
+            raise ValueError("a queue record must be a JSON object")
+        outcome = Outcome()
+        if "TopicArn" in document and "Type" in document:
+            self._sns(document, None, outcome)
+            return outcome
+        if document.get("v") != 1:
+            raise ValueError(f"unknown envelope version {document.get('v')!r}")
+        try:
+            self._envelope(document, outcome)
+        except parse.PayloadError as error:
+            # Authenticated, but not the documented shape: retrying cannot help. It is kept in the org's
+            # event log (with the reason) rather than dropped or retried into the DLQ.
+            route = _first_route(document)
+            if route is None:
+                raise
+            self._inbound.record_other(
+                route.org_id,
+                f"malformed:{document.get('dedupe')}",
+                document.get("received_at") or clock.now_iso(),
+                {
+                    "kind": "malformed",
+                    "channel": PLATFORMS.get(document.get("platform", ""), "custom"),
+                    "connection_id": route.connection_id,
+                    "error": str(error)[:1000],
+                    "raw": str(document.get("body", ""))[:32_000],
+                },
+            )
+            outcome.count("malformed")
+        return outcome
+
+    def _envelope(self, document: dict[str, Any], outcome: Outcome) -> None:
+        platform = document["platform"]
+        payload = json.loads(document["body"])
+        if platform in ("whatsapp", "messenger", "instagram"):
+            routes = {key: Route(*value) for key, value in (document.get("routes") or {}).items()}
+            for event in parse.parse_meta(payload):
+                self._apply(_meta_route(routes, event), event, outcome)
+            return
+        route = Route(document["org_id"], document["connection_id"])
+        if platform == "telegram":
+            events = parse.parse_telegram(payload, route.connection_id)
+        elif platform in ("ses", "sms"):
+            self._sns(payload, route, outcome)
+            return
+        elif platform in ("custom", "webchat"):
+            events = parse.parse_custom(payload, route.connection_id, PLATFORMS[platform])
+        else:
+            raise ValueError(f"unknown platform {platform!r}")
+        for event in events:
+            self._apply(route, event, outcome)
+
+    def _sns(self, envelope: dict[str, Any], route: Route | None, outcome: Outcome) -> None:
+        kind = envelope.get("Type")
+        if kind == "SubscriptionConfirmation":
+            # Only topics a connection lists reach this far (the webhook checks it; the stack's own topics
+            # confirm their queue subscriptions themselves).
+            if route is not None:
+                self._confirm_subscription(envelope["TopicArn"], envelope["Token"])
+                outcome.count("subscription_confirmed")
+            return
+        if kind != "Notification":
+            return
+        for event in parse.parse_sns(envelope):
+            self._apply(route or self._sns_route(event), event, outcome)
+
+    def _sns_route(self, event: Event) -> Route | None:
+        account = event.account_id.lower() if event.account_id else ""
+        if not account:
+            return None
+        candidates = [("sms", account)] if account.startswith("+") else [("ses", account)]
+        if "@" in account:
+            candidates.append(("ses", account.split("@", 1)[1]))
+        for kind, value in candidates:
+            found = self._connections.route(kind, value)
+            if found is not None:
+                return Route(*found)
+        return None
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def _apply(self, route: Route | None, event: Event, outcome: Outcome) -> None:
+        outcome.events += 1
+        if route is None:
+            outcome.unrouted += 1
+            log.warning("event for an account no connection owns", extra={"account_id": event.account_id})
+            return
+        if self._inbound.seen(route.org_id, event.dedupe_key):
+            outcome.duplicates += 1
+            return
+        if isinstance(event, Message):
+            self._message(route, event, outcome)
+        elif isinstance(event, Status):
+            self._status(route, event, outcome)
+        elif isinstance(event, Preference):
+            self._preference(route, event, outcome)
+        else:
+            self._other(route, event, outcome)
+        self._inbound.mark(route.org_id, event.dedupe_key, event.at)
+        outcome.applied += 1
+
+    def _message(self, route: Route, message: Message, outcome: Outcome) -> None:
+        sender = message.sender
+        channel = sender.channel
+        contact = self.find_or_create(route.org_id, sender)
+        entry = {
+            "kind": message.kind,
+            "text": message.text,
+            "media": message.media,
+            "referral": message.referral,
+            "reply_to": message.reply_to,
+            "sender_name": sender.name,
+        }
+        preview = (message.text or f"[{message.kind}]")[:120]
+        activity = self._contacts_repository.activity_item(
+            contact,
+            Activity(
+                "message_received",
+                message.at,
+                {"channel": channel, "kind": message.kind, "message_id": message.provider_id, "preview": preview},
+                id=_stable_id(message.dedupe_key),
+            ),
+        )
+        for _ in range(_ATTEMPTS):
+            try:
+                recorded = self._inbound.record_message(
+                    org_id=route.org_id,
+                    contact_id=contact.id,
+                    channel=channel,
+                    connection_id=route.connection_id,
+                    provider_id=message.provider_id,
+                    direction="inbound",
+                    at=message.at,
+                    entry={k: v for k, v in entry.items() if v is not None},
+                    activity=activity,
+                )
+                break
+            except ContactGoneError:
+                # Deleted between find and write: the person wrote again, so they are a contact again.
+                contact = self.find_or_create(route.org_id, sender)
+                activity = {
+                    **activity,
+                    "pk": self._contacts_repository.activity_item(contact, Activity("x", "x"))["pk"],
+                }
+        else:
+            raise ConcurrentUpdateError("the contact keeps disappearing while its message is recorded; retry")
+        outcome.count("message_recorded" if recorded else "message_already_recorded")
+        self._inbound.touch_conversation(
+            route.org_id, contact.id, channel, direction="inbound", at=message.at, message_id=message.provider_id
+        )
+        published: list[tuple[str, dict[str, Any]]] = [
+            (
+                "conversation.inbound",
+                {
+                    "event_id": message.dedupe_key,
+                    "org_id": route.org_id,
+                    "contact_id": contact.id,
+                    "channel": channel,
+                    "connection_id": route.connection_id,
+                    "message_id": message.provider_id,
+                    "kind": message.kind,
+                    "at": message.at,
+                },
+            )
+        ]
+        if message.kind == "text":
+            settings = self._orgs.get_inbound_settings(route.org_id)
+            meaning = keywords.classify(
+                message.text,
+                opt_out=tuple(settings["opt_out_keywords"]),
+                opt_in=tuple(settings["opt_in_keywords"]),
+            )
+            if meaning is not None:
+                action, every_channel = meaning
+                if action == "opt_out":
+                    self.opt_out(route.org_id, contact.id, channel, message, every_channel=every_channel)
+                else:
+                    self.opt_in(route.org_id, contact.id, channel, message)
+                outcome.count(action)
+                published.append(
+                    (
+                        f"conversation.{'opted_out' if action == 'opt_out' else 'opted_in'}",
+                        {
+                            "event_id": f"{message.dedupe_key}:{action}",
+                            "org_id": route.org_id,
+                            "contact_id": contact.id,
+                            "channel": None if every_channel else channel,
+                            "at": message.at,
+                        },
+                    )
+                )
+        self._publisher.publish(published)
+
+    def _status(self, route: Route, status: Status, outcome: Outcome) -> None:
+        moved = self._inbound.apply_status(
+            route.org_id,
+            status.channel,
+            status.provider_id,
+            status.status,
+            status.at,
+            error_code=status.error_code,
+            error_title=status.error_title,
+        )
+        outcome.count(f"status_{status.status}" if moved else "status_not_forward")
+        if status.status == "failed" and status.error_code == MARKETING_STOPPED and status.recipient is not None:
+            contact = self._find(route.org_id, status.recipient)
+            if contact is not None:
+                self._record_consent(
+                    route.org_id,
+                    contact.id,
+                    status.channel,
+                    False,
+                    PLATFORM_SOURCE,
+                    status.dedupe_key,
+                    f"WhatsApp error {MARKETING_STOPPED} on message {status.provider_id}: marketing messages stopped",
+                    status.at,
+                )
+                outcome.count("marketing_suppressed")
+
+    def _preference(self, route: Route, preference: Preference, outcome: Outcome) -> None:
+        subject = preference.subject
+        if preference.kind in ("bounce", "complaint"):
+            address = subject.email or subject.user_id
+            try:
+                self._dnc.add(route.org_id, address, channel="email", source=preference.kind)
+            except ValidationError:
+                log.warning("a bounce or complaint for an address that is not an email", extra={"value": address})
+                return
+            outcome.count(f"email_{preference.kind}")
+            return
+        contact = self._find(route.org_id, subject)
+        if contact is None:
+            outcome.count("preference_unknown_contact")
+            return
+        opted_in = preference.kind == "marketing_resume"
+        self._record_consent(
+            route.org_id,
+            contact.id,
+            preference.channel,
+            opted_in,
+            PLATFORM_SOURCE,
+            preference.dedupe_key,
+            f"{preference.channel} user preference: {preference.kind}"
+            + (f" ({preference.detail})" if preference.detail else ""),
+            preference.at,
+        )
+        outcome.count(preference.kind)
+
+    def _other(self, route: Route, other: Other, outcome: Outcome) -> None:
+        contact = self._find(route.org_id, other.sender) if other.sender is not None else None
+        self._inbound.record_other(
+            route.org_id,
+            other.dedupe_key,
+            other.at,
+            {
+                "kind": other.kind,
+                "channel": other.channel,
+                "connection_id": route.connection_id,
+                "contact_id": contact.id if contact else None,
+                "raw": json.dumps(other.raw, separators=(",", ":"))[:32_000],
+            },
+        )
+        outcome.count("other_kept")
+
+    # -- contacts -----------------------------------------------------------------------------------------
+
+    def find_or_create(self, org_id: str, sender: Sender) -> Contact:
+        """The contact this sender is: found by channel id, else phone, else email; created (subscribed,
+        with the channel) when none. A found contact gains the channel, and the profile name if it has
+        no name."""
+        channel_entry = {"channel": sender.channel, "user_id": sender.user_id}
+        if sender.channel == "email":
+            channel_entry["user_id"] = sender.user_id.lower()
+        for _ in range(_ATTEMPTS):
+            contact = self._find(org_id, sender)
+            if contact is None:
+                data: dict[str, Any] = {"channels": [channel_entry]}
+                if sender.phone:
+                    data["phone"] = sender.phone
+                if sender.email:
+                    data["email"] = sender.email
+                if sender.name:
+                    data["full_name"] = sender.name[:200]
+                try:
+                    return self._contacts.create(org_id, data).contact  # type: ignore[return-value]
+                except ConflictError:
+                    continue  # created meanwhile by another event of the same person: find it
+                except ValidationError:
+                    if "phone" not in data:
+                        raise
+                    data.pop("phone")  # a number the phone library rejects is still a channel id
+                    try:
+                        return self._contacts.create(org_id, data).contact  # type: ignore[return-value]
+                    except ConflictError:
+                        continue
+
+            def changes(current: Contact) -> dict[str, Any]:
+                found: dict[str, Any] = {}
+                if channel_entry not in current.channels and len(current.channels) < MAX_CHANNELS:
+                    found["channels"] = [*current.channels, channel_entry]
+                if sender.name and current.display_name() is None:
+                    found["full_name"] = sender.name[:200]
+                return found
+
+            try:
+                return self._contacts.update(org_id, contact.id, changes, source=END_USER_SOURCE)
+            except NotFoundError:
+                continue
+            except ConflictError:
+                return contact  # the channel id belongs to another contact: keep the one found
+        raise ConcurrentUpdateError("the sender's contact keeps changing; retry")
+
+    def _find(self, org_id: str, who: Sender) -> Contact | None:
+        identities = [Identity(who.channel, who.user_id.lower() if who.channel == "email" else who.user_id)]
+        if who.phone:
+            identities.append(Identity("phone", who.phone))
+        if who.email:
+            identities.append(Identity("email", who.email.lower()))
+        owners = self._contacts_repository.owners(org_id, identities)
+        for identity in identities:  # the channel id first: it names the person on this channel
+            owner = owners.get(identity)
+            if owner is not None:
+                try:
+                    return self._contacts_repository.get(org_id, owner)
+                except NotFoundError:
+                    continue
+        return None
+
+    # -- subscriptions ------------------------------------------------------------------------------------
+
+    def opt_out(self, org_id: str, contact_id: str, channel: str, message: Message, *, every_channel: bool) -> None:
+        """The contact asked to stop: a do-not-contact entry (source user_message) for its identifiers on
+        the channel (every channel for STOPALL), a consent record, and the contact unsubscribed once no
+        channel of it is still opted in."""
+        contact = self._contacts_repository.get(org_id, contact_id)
+        scope = None if every_channel else channel
+        identifiers = identifiers_for(contact, channel)
+        for _, value in identifiers:
+            self._dnc.add(org_id, value, channel=scope, source="user_message")
+        proof = f"{channel} message {message.provider_id}: {(message.text or '')[:100]!r}"
+        self._record_consent(
+            org_id, contact_id, scope or "all", False, END_USER_SOURCE, message.dedupe_key, proof, message.at
+        )
+        if contact.status == "SUBSCRIBED" and (every_channel or self._all_opted_out(org_id, contact)):
+            self._contacts.update(org_id, contact_id, {"status": "UNSUBSCRIBED"}, source=END_USER_SOURCE)
+
+    def opt_in(self, org_id: str, contact_id: str, channel: str, message: Message) -> None:
+        """START / UNSTOP: a consent record for the channel, the do-not-contact entries the contact's own
+        messages put there removed (not ones a person or an import added), and an unsubscribed contact
+        subscribed again (a blocked one stays blocked)."""
+        contact = self._contacts_repository.get(org_id, contact_id)
+        identifiers = identifiers_for(contact, channel)
+        for entry in self._dnc.matching(org_id, identifiers, channel=channel, sender=None):
+            if entry.source == "user_message":
+                with contextlib.suppress(NotFoundError):  # removed meanwhile
+                    self._dnc.remove(org_id, entry.id)
+        proof = f"{channel} message {message.provider_id}: {(message.text or '')[:100]!r}"
+        self._record_consent(org_id, contact_id, channel, True, END_USER_SOURCE, message.dedupe_key, proof, message.at)
+        if contact.status == "UNSUBSCRIBED":
+            self._contacts.update(org_id, contact_id, {"status": "SUBSCRIBED"}, source=END_USER_SOURCE)
+
+    def _all_opted_out(self, org_id: str, contact: Contact) -> bool:
+        channels = {entry["channel"] for entry in contact.channels}
+        for name in channels:
+            record = latest_consent(self._consent, org_id, contact.id, name)
+            if record is None or record.opted_in:
+                return False
+        return True
+
+    def _record_consent(
+        self, org_id: str, contact_id: str, channel: str, opted_in: bool, source: str, key: str, proof: str, at: str
+    ) -> None:
+        record = ConsentRecord(
+            id=f"cn_{_stable_id(f'{key}:{channel}:{opted_in}')}",
+            contact_id=contact_id,
+            channel=channel,
+            opted_in=opted_in,
+            source=source,
+            proof=proof[:2000],
+            at=at,
+            recorded_at=clock.now_iso(),
+        )
+        # The same record (its id derives from the event) may be there already: a retried event.
+        with contextlib.suppress(ConcurrentUpdateError):
+            self._consent.append(org_id, record)
+
+
+def _first_route(document: dict[str, Any]) -> Route | None:
+    if document.get("org_id") and document.get("connection_id"):
+        return Route(document["org_id"], document["connection_id"])
+    routes = list((document.get("routes") or {}).values())
+    return Route(*routes[0]) if routes else None
+
+
+def _meta_route(routes: dict[str, Route], event: Event) -> Route | None:
+    channel = getattr(event, "channel", None) or getattr(getattr(event, "sender", None), "channel", None)
+    account = event.account_id
+    for key in (f"{channel}#{account}", f"whatsapp_waba#{account}"):
+        if key in routes:
+            return routes[key]
+    return None
+
+
+def _stable_id(key: str) -> str:
+    """26 base32 characters derived from `key`: the same event always makes the same record id."""
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:17], "big")
+    chars = []
+    for _ in range(26):
+        number, rem = divmod(number, 32)
+        chars.append(alphabet[rem])
+    return "".join(chars)

@@ -1,0 +1,243 @@
+"""Helpers of the channel tests: fixture payloads from events/, signed the way each platform signs them,
+and webhook calls through the local HTTP API (so the WebhookFunction route is what answers)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from fastapi.testclient import TestClient
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+APP_SECRET = "meta-app-secret-0123456789abcdef"
+VERIFY_TOKEN = "verify-me-please"
+CUSTOM_SECRET = "custom-signing-secret-0123456789"
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def whatsapp_payload(name: str, phone_number_id: str, **message: Any) -> dict[str, Any]:
+    """A WhatsApp fixture sent to `phone_number_id`; `message` overrides fields of its first message."""
+    payload = copy.deepcopy(fixture(name))
+    for entry in payload["entry"]:
+        for change in entry["changes"]:
+            change["value"]["metadata"]["phone_number_id"] = phone_number_id
+            if message and change["value"].get("messages"):
+                change["value"]["messages"][0].update(message)
+    return payload
+
+
+def text_message(
+    phone_number_id: str, wamid: str, text: str, *, wa_id: str = "6281234567890", at: int = 1781000000
+) -> dict[str, Any]:
+    payload = whatsapp_payload("webhook_whatsapp_text", phone_number_id)
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = wa_id
+    value["messages"][0].update({"id": wamid, "from": wa_id, "timestamp": str(at), "text": {"body": text}})
+    return payload
+
+
+def meta_signature(body: bytes, secret: str = APP_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def custom_headers(body: bytes, secret: str = CUSTOM_SECRET, *, at: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if at is None else at)
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Audience-Timestamp": stamp, "X-Audience-Signature": f"v1={digest}", "Content-Type": "application/json"}
+
+
+class Webhooks:
+    """Calls /webhooks/{connection_id} through the stack's HTTP API, as the platforms would."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.http = TestClient(stack.http_app)
+
+    def meta(
+        self,
+        connection_id: str,
+        payload: dict[str, Any] | bytes,
+        *,
+        secret: str = APP_SECRET,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        sent = {"X-Hub-Signature-256": meta_signature(body, secret), "Content-Type": "application/json"}
+        if headers is not None:
+            sent = headers
+        return self.http.post(f"/webhooks/{connection_id}", content=body, headers=sent)
+
+    def handshake(self, connection_id: str, token: str, challenge: str = "1158201444") -> Any:
+        return self.http.get(
+            f"/webhooks/{connection_id}",
+            params={"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": challenge},
+        )
+
+    def post(self, connection_id: str, body: bytes, headers: dict[str, str]) -> Any:
+        return self.http.post(f"/webhooks/{connection_id}", content=body, headers=headers)
+
+    def queued(self) -> int:
+        """Messages waiting on InboundQueue (visible and in flight)."""
+        url = self.stack.outputs["InboundQueueUrl"]
+        attributes = self.stack.client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def connect(
+    tenant: Any, platform: str, settings: dict[str, Any], secrets: dict[str, str] | None = None
+) -> dict[str, Any]:
+    response = tenant.client.post(
+        "/orgs/c/connections",
+        json={"platform": platform, "name": f"{platform} line", "settings": settings, "secrets": secrets or {}},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def connect_whatsapp(
+    tenant: Any, phone_number_id: str, *, waba: str = "102290129340398", secret: str = APP_SECRET
+) -> dict[str, Any]:
+    return connect(
+        tenant,
+        "whatsapp",
+        {"phone_number_id": phone_number_id, "business_account_id": waba},
+        {"app_secret": secret, "verify_token": VERIFY_TOKEN, "access_token": "EAAG-test-token"},
+    )
+
+
+# -- SNS ---------------------------------------------------------------------------------------------
+
+
+class SnsSigner:
+    """Signs SNS messages as SNS does, with a key whose certificate the webhook is given to trust."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+        now = dt.datetime.now(dt.UTC)
+        self.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .sign(self.key, hashes.SHA256())
+        )
+        self.fetched: list[str] = []
+
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def fetch(self, url: str) -> bytes:
+        self.fetched.append(url)
+        if url != CERT_URL:
+            raise AssertionError(f"fetched {url}")
+        return self.pem()
+
+    def sign(self, message: dict[str, Any], *, version: str = "2", cert_url: str = CERT_URL) -> dict[str, Any]:
+        from audience.webhooks.sns import string_to_sign
+
+        signed = {
+            **message,
+            "SignatureVersion": version,
+            "SigningCertURL": cert_url,
+            "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        }
+        digest = hashes.SHA1() if version == "1" else hashes.SHA256()
+        signature = self.key.sign(string_to_sign(signed), padding.PKCS1v15(), digest)
+        signed["Signature"] = base64.b64encode(signature).decode()
+        return signed
+
+
+def trust(signer: SnsSigner) -> None:
+    """Make the webhook's SNS certificate cache fetch the signer's certificate (the URL check stays)."""
+    from audience.webhooks import ack, sns
+
+    ack.acknowledger().certificates = sns.CertificateCache(fetch=signer.fetch)
+
+
+# -- more helpers --------------------------------------------------------------------------------------
+
+
+def dead_letters(stack: Any) -> int:
+    """Messages in InboundDLQ: records the inbound processor failed on every attempt."""
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.template.ref("InboundDLQ"),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+class BotApiStub:
+    """A stand-in Telegram Bot API on 127.0.0.1: records every call, answers setWebhook like Telegram
+    (`refuse = True` answers as Telegram does for a revoked bot token: 401 Unauthorized)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.refuse = False
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = {"_raw": raw.decode("latin-1")}
+                stub.calls.append((self.path, body))
+                if stub.refuse:
+                    status, answer = 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+                else:
+                    status, answer = 200, {"ok": True, "result": True, "description": "Webhook was set"}
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="bot-api-stub", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def set_webhook_calls(self, bot_token: str) -> list[dict[str, Any]]:
+        return [body for path, body in self.calls if path == f"/bot{bot_token}/setWebhook"]
+
+    def secret_token(self, bot_token: str) -> str:
+        """The secret_token of the last setWebhook call for the bot."""
+        return str(self.set_webhook_calls(bot_token)[-1]["secret_token"])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
