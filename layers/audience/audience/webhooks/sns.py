@@ -119,15 +119,22 @@ def string_to_sign(message: dict[str, Any]) -> bytes:
         raise SnsVerificationError(f"Type {_show(kind)} is not one of {', '.join(_SIGNED_FIELDS)}")
     pieces: list[str] = []
     for field in fields:
-        value = message.get(field)
-        if value is None and field in _OPTIONAL_FIELDS:
-            continue
-        if value is None:
-            raise SnsVerificationError(f"{field} is missing")
-        if not isinstance(value, str):
-            raise SnsVerificationError(f"{field} is not a string")
-        pieces.append(f"{field}\n{value}\n")
+        value = _field(message, field)
+        if value is not None:
+            pieces.append(f"{field}\n{value}\n")
     return "".join(pieces).encode("utf-8")
+
+
+def _field(message: dict[str, Any], field: str) -> str | None:
+    """A field's text; None for an optional field that is absent; an error for anything else."""
+    value = message.get(field)
+    if value is None and field in _OPTIONAL_FIELDS:
+        return None
+    if value is None:
+        raise SnsVerificationError(f"{field} is missing")
+    if not isinstance(value, str):
+        raise SnsVerificationError(f"{field} is not a string")
+    return value
 
 
 def fetch_certificate(url: str, *, transport: httpx.BaseTransport | None = None) -> bytes:
@@ -280,13 +287,7 @@ def verify(message: dict[str, Any], certificates: CertificateCache, *, max_age_s
     if not isinstance(kind, str) or kind not in _SIGNED_FIELDS:
         raise SnsVerificationError(f"Type {_show(kind)} is not one of {', '.join(_SIGNED_FIELDS)}")
     for field in (*_SIGNED_FIELDS[kind], *_SIGNATURE_FIELDS):
-        value = message.get(field)
-        if value is None and field in _OPTIONAL_FIELDS:
-            continue
-        if value is None:
-            raise SnsVerificationError(f"{field} is missing")
-        if not isinstance(value, str):
-            raise SnsVerificationError(f"{field} is not a string")
+        _field(message, field)
     version = message["SignatureVersion"]
     if version not in _SIGNATURE_VERSIONS:
         raise SnsVerificationError(f"SignatureVersion {_show(version)} is not supported (only 1 or 2)")
