@@ -205,18 +205,19 @@ class InboundProcessor:
             "referral": message.referral,
             "reply_to": message.reply_to,
             "sender_name": sender.name,
+            "sender_username": sender.username,
         }
         preview = (message.text or f"[{message.kind}]")[:120]
-        activity = self._contacts_repository.activity_item(
-            contact,
-            Activity(
-                "message_received",
-                message.at,
-                {"channel": channel, "kind": message.kind, "message_id": message.provider_id, "preview": preview},
-                id=_stable_id(message.dedupe_key),
-            ),
-        )
         for _ in range(_ATTEMPTS):
+            activity = self._contacts_repository.activity_item(
+                contact,
+                Activity(
+                    "message_received",
+                    message.at,
+                    {"channel": channel, "kind": message.kind, "message_id": message.provider_id, "preview": preview},
+                    id=_stable_id(message.dedupe_key),
+                ),
+            )
             try:
                 recorded = self._inbound.record_message(
                     org_id=route.org_id,
@@ -233,10 +234,6 @@ class InboundProcessor:
             except ContactGoneError:
                 # Deleted between find and write: the person wrote again, so they are a contact again.
                 contact = self.find_or_create(route.org_id, sender)
-                activity = {
-                    **activity,
-                    "pk": self._contacts_repository.activity_item(contact, Activity("x", "x"))["pk"],
-                }
         else:
             raise ConcurrentUpdateError("the contact keeps disappearing while its message is recorded; retry")
         outcome.count("message_recorded" if recorded else "message_already_recorded")
