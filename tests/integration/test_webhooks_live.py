@@ -143,3 +143,27 @@ def test_statuses_never_move_backwards_and_failures_keep_the_provider_error(
     assert record["status"] == "failed"
     assert record["error_code"] == "131026"
     assert record["error_title"]
+
+
+def test_the_sample_events_run_through_their_functions(stack: Any, org: Any) -> None:
+    from tests.channels import EVENTS, connect
+
+    connection = connect(
+        org,
+        "whatsapp",
+        {"phone_number_id": PHONE_NUMBER_ID, "business_account_id": "102290129340398"},
+        {"app_secret": "example-app-secret", "verify_token": VERIFY_TOKEN},
+    )
+    call = json.loads((EVENTS / "webhook_call.json").read_text())
+    call["pathParameters"]["connection_id"] = connection["id"]
+    reply = stack.invoke("WebhookFunction", call)
+    assert reply["statusCode"] == 200, reply
+    # The queue record the sample shows, addressed to this org, applies as the queued one does.
+    record = json.loads((EVENTS / "inbound_record.json").read_text())
+    envelope = json.loads(record["Records"][0]["body"])
+    envelope["routes"] = {f"whatsapp#{PHONE_NUMBER_ID}": [org.org_id, connection["id"]]}
+    record["Records"][0]["body"] = json.dumps(envelope)
+    assert stack.invoke("InboundFunction", record) == {"batchItemFailures": []}
+    stack.drain()
+    contact = _contact_by_phone(org, "+" + WA_ID)
+    assert len(org.client.get(f"/orgs/c/contacts/{contact['id']}/messages").json()["items"]) == 1
