@@ -17,6 +17,7 @@ from benchmarks import (
     segment_eval,
     segment_latency,
     segment_refresh,
+    webhook_ack,
 )
 
 
@@ -51,6 +52,7 @@ BENCHMARKS = [
     Benchmark("import_memory", import_memory),
     Benchmark("import_writes", import_writes),
     Benchmark("import_e2e", import_e2e),
+    Benchmark("webhook_ack", webhook_ack),
 ]
 
 
