@@ -584,7 +584,7 @@ def test_telegram_message_fixture():
 def test_telegram_edited_message_fixture():
     message = only(parse_telegram(fixture("webhook_telegram_edited_message.json"), "tgc_01"))
     assert message.kind == "edit"
-    assert message.provider_id == "5512345678:4523"
+    assert message.provider_id == "5512345678:4523:edit:1781001020"
     assert message.reply_to == "5512345678:4523"
     assert message.dedupe_key == "telegram:tgc_01:781234563"
     assert message.text == "Saya mau pesan 3, bukan 2"
@@ -1195,3 +1195,29 @@ def test_a_custom_event_without_a_timestamp_happened_when_it_is_read() -> None:
         {"events": [{"type": "message", "id": "1", "from": {"id": "u"}, "text": "x"}]}, "ch", "webchat"
     )
     assert before <= message.at <= clock.now_iso()
+
+
+def test_a_messenger_edit_is_a_message_of_its_own_pointing_at_the_original() -> None:
+    body = {
+        "object": "page",
+        "entry": [
+            {
+                "id": "1143207162471512",
+                "time": 1781000000000,
+                "messaging": [
+                    {
+                        "sender": {"id": "6543210987654321"},
+                        "recipient": {"id": "1143207162471512"},
+                        "timestamp": 1781000000000,
+                        "message_edit": {"mid": "m_original", "text": "corrected", "num_edit": 2},
+                    }
+                ],
+            }
+        ],
+    }
+    (edit,) = parse_meta(body)
+    assert isinstance(edit, Message)
+    assert edit.kind == "edit"
+    assert edit.provider_id == "m_original:edit:2"
+    assert edit.reply_to == "m_original"
+    assert edit.text == "corrected"

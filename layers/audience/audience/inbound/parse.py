@@ -577,11 +577,14 @@ def _messaging_event(event: dict[str, Any], path: str, channel: str, account_id:
     elif "message_edit" in event:
         edit = _obj(event["message_edit"], f"{path}.message_edit")
         mid = _id(edit, "mid", f"{path}.message_edit")
+        # An edit is a message of its own in the log (the original stays as it was sent), so it needs an
+        # id of its own: the original's id and which edit this is.
+        version = _str(edit.get("num_edit")) or stamp
         events.add(
             Message(
                 account_id=account_id,
-                provider_id=mid,
-                dedupe_key=f"{channel}:edit:{mid}:{_str(edit.get('num_edit')) or stamp}",
+                provider_id=f"{mid}:edit:{version}",
+                dedupe_key=f"{channel}:edit:{mid}:{version}",
                 sender=person,
                 at=at,
                 kind="edit",
@@ -764,6 +767,9 @@ def _telegram_message(msg: dict[str, Any], path: str, account_id: str, dedupe_ke
         sender = _telegram_chat_sender(chat, f"{path}.chat")
     stamp = msg.get("edit_date") if edited and msg.get("edit_date") else msg.get("date")
     at = _time(stamp, f"{path}.{'edit_date' if edited and msg.get('edit_date') else 'date'}")
+    original = provider_id
+    if edited:  # an edit is logged as a message of its own, next to the original it changes
+        provider_id = f"{original}:edit:{_str(stamp) or dedupe_key.rsplit(':', 1)[-1]}"
     text = _text(msg.get("text")) or _text(msg.get("caption"))
     kind, media = _telegram_content(msg, path)
     if kind is None:
@@ -771,7 +777,7 @@ def _telegram_message(msg: dict[str, Any], path: str, account_id: str, dedupe_ke
     if media is not None and media.get("type") not in ("location", "contacts") and text and msg.get("caption"):
         media["caption"] = text
     reply = msg.get("reply_to_message") if isinstance(msg.get("reply_to_message"), dict) else None
-    reply_to = provider_id if edited else None
+    reply_to = original if edited else None
     if reply is not None and not edited and _str(reply.get("message_id")):
         reply_chat = reply.get("chat") if isinstance(reply.get("chat"), dict) else chat
         reply_to = f"{_str(reply_chat.get('id')) or chat_id}:{reply['message_id']}"
