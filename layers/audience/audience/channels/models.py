@@ -85,7 +85,7 @@ SECRETS["messenger"] = SECRETS["whatsapp"]
 SECRETS["instagram"] = SECRETS["whatsapp"]
 SECRETS["webchat"] = SECRETS["custom"]
 # Secrets the product generates itself (never given by the caller).
-GENERATED_SECRETS = frozenset({"webhook_secret"})
+GENERATED_SECRETS = frozenset({"webhook_secret", "webhook_secret_pending"})
 
 
 @dataclass(frozen=True, slots=True)

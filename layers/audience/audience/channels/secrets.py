@@ -28,12 +28,16 @@ class SecretStore:
     def get(self, connection_id: str) -> dict[str, str]:
         try:
             raw = self._client.get_secret_value(SecretId=self.name(connection_id))["SecretString"]
-        except self._client.exceptions.ResourceNotFoundException:
+        except (self._client.exceptions.ResourceNotFoundException, self._client.exceptions.InvalidRequestException):
+            # None, or scheduled for deletion with its connection.
             raise NotFoundError(f"the secrets of connection {connection_id} are missing") from None
         return dict(json.loads(raw))
 
-    def put(self, connection_id: str, values: dict[str, str], *, merge: bool) -> dict[str, str]:
-        """Store `values` (merged into what is there when `merge`); returns everything now stored."""
+    def put(
+        self, connection_id: str, values: dict[str, str], *, merge: bool, remove: tuple[str, ...] = ()
+    ) -> dict[str, str]:
+        """Store `values` (merged into what is there when `merge`), without the names in `remove`;
+        returns everything now stored."""
         name = self.name(connection_id)
         current: dict[str, str] = {}
         if merge:
@@ -41,7 +45,7 @@ class SecretStore:
                 current = self.get(connection_id)
             except NotFoundError:
                 current = {}
-        stored = {**current, **values}
+        stored = {k: v for k, v in {**current, **values}.items() if k not in remove}
         body = json.dumps(stored, separators=(",", ":"), sort_keys=True)
         try:
             self._client.put_secret_value(SecretId=name, SecretString=body)

@@ -111,9 +111,16 @@ class ConnectionService:
         url = base_url.rstrip("/") + webhook_path(connection.id)
         if not url.startswith("https://"):
             raise ValidationError.for_field("webhook_url", url, "Telegram only calls https webhook URLs")
+        # The new token is accepted beside the current one from before Telegram is told until after it
+        # answered: no update is refused in between, and a refused registration changes nothing.
         token = ids.random_token(40)
-        stored = self._secrets.put(connection.id, {"webhook_secret": token}, merge=True)
-        self._bot_api.set_webhook(stored["bot_token"], url, token)
+        stored = self._secrets.put(connection.id, {"webhook_secret_pending": token}, merge=True)
+        try:
+            self._bot_api.set_webhook(stored["bot_token"], url, token)
+        except Exception:
+            self._secrets.put(connection.id, {}, merge=True, remove=("webhook_secret_pending",))
+            raise
+        self._secrets.put(connection.id, {"webhook_secret": token}, merge=True, remove=("webhook_secret_pending",))
         updated = replace(
             connection,
             telegram_webhook={"url": url, "registered_at": clock.now_iso()},

@@ -150,8 +150,8 @@ class Directory:
             client = aws.client("secretsmanager")
             try:
                 raw = client.get_secret_value(SecretId=keys.secret_name(self.stage, connection_id))["SecretString"]
-            except client.exceptions.ResourceNotFoundException:
-                return {}
+            except (client.exceptions.ResourceNotFoundException, client.exceptions.InvalidRequestException):
+                return {}  # none, or scheduled for deletion with its connection
             return dict(json.loads(raw))
 
         key = ("secrets", connection_id)
@@ -263,6 +263,9 @@ class Acknowledger:
         return {
             "platform": platform,
             "routes": {key: list(route) for key, route in known.items()},
+            # Kept so the processor can check the payload against a route's new owner, should the
+            # account change hands while this function's cache still held the old one.
+            "signature": match.group(1).lower(),
             "dedupe": "meta:" + hashlib.sha256(body).hexdigest()[:40],
         }
 
@@ -280,8 +283,10 @@ class Acknowledger:
         if not token:
             raise Rejected(401, "X-Telegram-Bot-Api-Secret-Token is missing")
         for fresh in (False, True):
-            expected = self.directory.secrets(connection["id"], fresh=fresh).get("webhook_secret") or ""
-            if expected and hmac.compare_digest(token.encode(), expected.encode()):
+            # The pending secret is the one a registration under way is giving Telegram.
+            secrets = self.directory.secrets(connection["id"], fresh=fresh)
+            expected = [secrets.get("webhook_secret") or "", secrets.get("webhook_secret_pending") or ""]
+            if any(e and hmac.compare_digest(token.encode(), e.encode()) for e in expected):
                 break
         else:
             raise Rejected(403, "X-Telegram-Bot-Api-Secret-Token does not match")
