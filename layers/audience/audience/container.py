@@ -200,6 +200,7 @@ def inbound_repository() -> InboundRepository:
 def inbound_processor() -> InboundProcessor:
     from audience import aws
     from audience.channels.repository import ConnectionsRepository
+    from audience.channels.secrets import SecretStore
     from audience.compliance.repository import ConsentRepository
     from audience.inbound.processor import InboundProcessor
     from audience.inbound.publish import EventPublisher
@@ -218,6 +219,7 @@ def inbound_processor() -> InboundProcessor:
         dnc=dnc_service(),
         consent=ConsentRepository(settings.contacts_table),
         connections=ConnectionsRepository(settings.orgs_table),
+        secrets=SecretStore(settings.stage),
         orgs=OrgsRepository(settings.orgs_table),
         publisher=EventPublisher(settings.event_bus_name),
         confirm_subscription=confirm_subscription,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from audience import clock
 from audience.channels.models import PLATFORMS
 from audience.channels.repository import ConnectionsRepository
+from audience.channels.secrets import SecretStore
 from audience.compliance.consent import latest_consent
 from audience.compliance.dnc import DoNotContactService
 from audience.compliance.eligibility import identifiers_for
@@ -73,6 +75,7 @@ class InboundProcessor:
         dnc: DoNotContactService,
         consent: ConsentRepository,
         connections: ConnectionsRepository,
+        secrets: SecretStore,
         orgs: OrgsRepository,
         publisher: EventPublisher,
         confirm_subscription: Any,
@@ -83,6 +86,7 @@ class InboundProcessor:
         self._dnc = dnc
         self._consent = consent
         self._connections = connections
+        self._secrets = secrets
         self._orgs = orgs
         self._publisher = publisher
         self._confirm_subscription = confirm_subscription
@@ -128,11 +132,18 @@ class InboundProcessor:
         platform = document["platform"]
         payload = json.loads(document["body"])
         if platform in ("whatsapp", "messenger", "instagram"):
-            routes = {key: Route(*value) for key, value in (document.get("routes") or {}).items()}
+            routes = self._current_routes(document, outcome)
             for event in parse.parse_meta(payload):
                 self._apply(_meta_route(routes, event), event, outcome)
             return
         route = Route(document["org_id"], document["connection_id"])
+        connection = self._connections.find(route.connection_id)
+        if connection is None or connection.org_id != route.org_id:
+            # Disconnected after the webhook acknowledged the call (its cache may hold a connection for
+            # up to a minute): nothing is applied to a connection that is gone.
+            outcome.count("connection_gone")
+            log.warning("a record for a connection that no longer exists", extra={"connection_id": route.connection_id})
+            return
         if platform == "telegram":
             events = parse.parse_telegram(payload, route.connection_id)
         elif platform in ("ses", "sms"):
@@ -144,6 +155,34 @@ class InboundProcessor:
             raise ValueError(f"unknown platform {platform!r}")
         for event in events:
             self._apply(route, event, outcome)
+
+    def _current_routes(self, document: dict[str, Any], outcome: Outcome) -> dict[str, Route]:
+        """The envelope's routes as they stand now. The webhook routes from a cache; an account whose
+        connection was deleted since is dropped, and one that moved to another connection is kept only
+        if the payload's signature holds with that connection's app secret."""
+        current: dict[str, Route] = {}
+        for key, value in (document.get("routes") or {}).items():
+            kind, account = key.split("#", 1)
+            found = self._connections.route(kind, account)
+            if found is None:
+                outcome.count("connection_gone")
+                continue
+            route = Route(*found)
+            if route != Route(*value) and not self._signed_for(route.connection_id, document):
+                outcome.count("route_moved_unverified")
+                log.warning("an account changed hands and the payload is not signed for its new owner")
+                continue
+            current[key] = route
+        return current
+
+    def _signed_for(self, connection_id: str, document: dict[str, Any]) -> bool:
+        signature = document.get("signature") or ""
+        try:
+            secret = self._secrets.get(connection_id).get("app_secret") or ""
+        except NotFoundError:
+            return False
+        expected = hmac.new(secret.encode(), document["body"].encode(), hashlib.sha256).hexdigest()
+        return bool(secret) and hmac.compare_digest(expected, signature)
 
     def _sns(self, envelope: dict[str, Any], route: Route | None, outcome: Outcome) -> None:
         kind = envelope.get("Type")
