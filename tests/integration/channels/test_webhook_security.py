@@ -15,7 +15,7 @@ import hmac
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,16 +27,12 @@ from tests.channels import (
     VERIFY_TOKEN,
     BotApiStub,
     SnsSigner,
-    Tenant,
     Webhooks,
     connect,
     connect_whatsapp,
     custom_headers,
-    discard_inbound,
     fixture,
     meta_signature,
-    module_stack,
-    new_tenant,
     text_message,
     trust,
 )
@@ -45,48 +41,6 @@ OTHER_SECRET = "other-app-secret-fedcba9876543210"
 TOPIC = fixture("sns_ses_bounce")["TopicArn"]
 JSON = {"Content-Type": "application/json"}
 _numbers = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def bot_api() -> Iterator[BotApiStub]:
-    stub = BotApiStub()
-    yield stub
-    stub.close()
-
-
-@pytest.fixture(scope="module")
-def stack(bot_api: BotApiStub) -> Iterator[Any]:
-    """This module's own stack (it overrides conftest's per-test one)."""
-    with module_stack(bot_api) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def app(stack: Any) -> Any:
-    from audience.api.app import create_app
-
-    return create_app()
-
-
-@pytest.fixture
-def org(app: Any) -> Tenant:
-    return new_tenant(app, "Acme", "ID")
-
-
-@pytest.fixture
-def other_org(app: Any) -> Tenant:
-    return new_tenant(app, "Globex", "US")
-
-
-@pytest.fixture(autouse=True)
-def _empty_inbound_queue(stack: Any) -> None:
-    """What an earlier test left queued (the genuine calls of forgery tests) is never applied."""
-    discard_inbound(stack)
-
-
-@pytest.fixture
-def hooks(stack: Any) -> Webhooks:
-    return Webhooks(stack)
 
 
 @pytest.fixture

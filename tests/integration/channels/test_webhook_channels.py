@@ -23,16 +23,12 @@ from tests.channels import (
     VERIFY_TOKEN,
     BotApiStub,
     SnsSigner,
-    Tenant,
     Webhooks,
     connect,
     connect_whatsapp,
     custom_headers,
     dead_letters,
-    discard_inbound,
     fixture,
-    module_stack,
-    new_tenant,
     text_message,
     trust,
     whatsapp_payload,
@@ -44,49 +40,12 @@ SARI, RINA, MAYA = "6281234567890", "6281398765432", "12025550143"
 _numbers = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def bot_api() -> Iterator[BotApiStub]:
-    stub = BotApiStub()
-    yield stub
-    stub.close()
-
-
-@pytest.fixture(scope="module")
-def stack(bot_api: BotApiStub) -> Iterator[Any]:
-    """This module's own stack (it overrides conftest's per-test one)."""
-    with module_stack(bot_api) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def app(stack: Any) -> Any:
-    from audience.api.app import create_app
-
-    return create_app()
-
-
-@pytest.fixture
-def org(app: Any) -> Tenant:
-    return new_tenant(app, "Acme", "ID")
-
-
-@pytest.fixture
-def other_org(app: Any) -> Tenant:
-    return new_tenant(app, "Globex", "US")
-
-
 @pytest.fixture(autouse=True)
-def _clean_queues(stack: Any) -> Iterator[None]:
-    """Every test starts from an empty InboundQueue and must leave nothing in InboundDLQ."""
-    discard_inbound(stack)
+def _no_dead_letters(stack: Any) -> Iterator[None]:
+    """Every test must leave nothing in InboundDLQ."""
     before = dead_letters(stack)
     yield
     assert dead_letters(stack) == before, "InboundFunction failed a record every time (it is in InboundDLQ)"
-
-
-@pytest.fixture
-def hooks(stack: Any) -> Webhooks:
-    return Webhooks(stack)
 
 
 def number() -> int:
