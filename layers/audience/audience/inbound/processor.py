@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from audience import clock
+from audience import clock, ids
 from audience.channels.models import PLATFORMS
 from audience.channels.repository import ConnectionsRepository
 from audience.channels.secrets import SecretStore
@@ -254,7 +254,7 @@ class InboundProcessor:
                     "message_received",
                     message.at,
                     {"channel": channel, "kind": message.kind, "message_id": message.provider_id, "preview": preview},
-                    id=_stable_id(message.dedupe_key),
+                    id=ids.derived(message.dedupe_key),
                 ),
             )
             try:
@@ -502,7 +502,7 @@ class InboundProcessor:
         self, org_id: str, contact_id: str, channel: str, opted_in: bool, source: str, key: str, proof: str, at: str
     ) -> None:
         record = ConsentRecord(
-            id=f"cn_{_stable_id(f'{key}:{channel}:{opted_in}')}",
+            id=f"cn_{ids.derived(f'{key}:{channel}:{opted_in}')}",
             contact_id=contact_id,
             channel=channel,
             opted_in=opted_in,
@@ -530,14 +530,3 @@ def _meta_route(routes: dict[str, Route], event: Event) -> Route | None:
         if key in routes:
             return routes[key]
     return None
-
-
-def _stable_id(key: str) -> str:
-    """26 base32 characters derived from `key`: the same event always makes the same record id."""
-    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
-    number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:17], "big")
-    chars = []
-    for _ in range(26):
-        number, rem = divmod(number, 32)
-        chars.append(alphabet[rem])
-    return "".join(chars)
