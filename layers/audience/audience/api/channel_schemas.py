@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audience.channels.models import Connection
 
 Platform = Literal["whatsapp", "messenger", "instagram", "telegram", "ses", "sms", "custom", "webchat"]
-Setting = str | list[str]
+Setting = str | int | list[str]
 
 
 class ConnectionIn(BaseModel):
@@ -22,7 +22,9 @@ class ConnectionIn(BaseModel):
         max_length=20,
         description="Account settings of the platform (not secret): whatsapp `phone_number_id`, "
         "`business_account_id`, `display_phone_number`; messenger `page_id`; instagram `instagram_account_id`; "
-        "telegram `bot_username`; ses `identity`, `topic_arns`; sms `origination_number`, `topic_arns`.",
+        "telegram `bot_username`; ses `identity`, `configuration_set`, `topic_arns`; sms `origination_number`, "
+        "`topic_arns`. Platforms that send also take `messages_per_second` (1-1000; defaults: whatsapp 80, "
+        "messenger 40, instagram 20, telegram 30, ses 14, sms 1) and `daily_limit` (a daily cap on messages).",
     )
     secrets: dict[str, str] = Field(
         default_factory=dict,

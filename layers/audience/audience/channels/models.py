@@ -60,11 +60,23 @@ SETTINGS: dict[str, dict[str, SettingRule]] = {
     "telegram": {"bot_username": SettingRule(re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$"), "the bot's @username")},
     "ses": {
         "identity": SettingRule(_IDENTITY, "a verified SES identity: an email address or a domain", True, "ses"),
+        "configuration_set": SettingRule(
+            re.compile(r"^[a-z0-9_-]{1,64}$"), "the SES configuration set that publishes events (1-64 a-z, 0-9, _ or -)"
+        ),
     },
     "sms": {"origination_number": SettingRule(_E164, "the origination number in E.164", True, "sms")},
     "custom": {},
     "webchat": {},
 }
+# Sending pace, per connection: messages per second (shared by every sender of the stack) and an optional
+# daily cap (a WhatsApp number's messaging tier, for instance). Defaults follow each platform's documented
+# rate: WhatsApp Cloud API 80 msg/s per number (up to 1,000 on request), Telegram about 30 msg/s per bot,
+# SES 14 msg/s (a production account's usual starting quota; raise it to the account's), End User
+# Messaging 1 msg/s (a long code's; short codes and toll-free numbers allow more).
+PACING_SETTINGS: dict[str, tuple[int, int]] = {"messages_per_second": (1, 1000), "daily_limit": (1, 100_000_000)}
+DEFAULT_RATE: dict[str, int] = {"whatsapp": 80, "messenger": 40, "instagram": 20, "telegram": 30, "ses": 14, "sms": 1}
+SENDING_PLATFORMS = frozenset(DEFAULT_RATE)
+
 # Settings that are lists of SNS topic ARNs (SES and SMS events arrive through SNS).
 TOPIC_SETTING = "topic_arns"
 MAX_TOPICS = 10

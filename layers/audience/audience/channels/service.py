@@ -9,8 +9,10 @@ from audience import clock, ids
 from audience.channels.models import (
     GENERATED_SECRETS,
     MAX_TOPICS,
+    PACING_SETTINGS,
     PLATFORMS,
     SECRETS,
+    SENDING_PLATFORMS,
     SETTINGS,
     TOPIC_SETTING,
     Connection,
@@ -152,9 +154,19 @@ def _settings(platform: str, given: Any, *, current: dict[str, Any], creating: b
                 raise ValidationError.for_field(where, None, f"must be a list of at most {MAX_TOPICS} SNS topic ARNs")
             result[key] = list(dict.fromkeys(value))
             continue
+        if key in PACING_SETTINGS and platform in SENDING_PLATFORMS:
+            low, high = PACING_SETTINGS[key]
+            if value is None and key == "daily_limit":
+                result.pop(key, None)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValidationError.for_field(where, value, f"must be a whole number from {low} to {high:,}")
+            result[key] = value
+            continue
         rule = rules.get(key)
         if rule is None:
-            known = [*rules, *([TOPIC_SETTING] if platform in ("ses", "sms") else [])]
+            pacing = list(PACING_SETTINGS) if platform in SENDING_PLATFORMS else []
+            known = [*rules, *([TOPIC_SETTING] if platform in ("ses", "sms") else []), *pacing]
             raise ValidationError.for_field(
                 where, None, f"is not a {platform} setting (known: {', '.join(known) or 'none'})"
             )
