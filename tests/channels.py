@@ -194,11 +194,17 @@ def dead_letters(stack: Any) -> int:
 
 class BotApiStub:
     """A stand-in Telegram Bot API on 127.0.0.1: records every call, answers setWebhook like Telegram
-    (`refuse = True` answers as Telegram does for a revoked bot token: 401 Unauthorized)."""
+    (`refuse = True` answers as Telegram does for a revoked bot token: 401 Unauthorized) and sendMessage
+    with a new message id, or with what `faults` holds first (each an (HTTP status, answer) pair, used
+    once), or 403 "bot was blocked by the user" for chats in `blocked`."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.refuse = False
+        self.faults: list[tuple[int, dict[str, Any]]] = []
+        self.blocked: set[str] = set()
+        self._lock = threading.Lock()
+        self._next_id = 1000
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -209,11 +215,7 @@ class BotApiStub:
                     body = json.loads(raw or b"{}")
                 except ValueError:
                     body = {"_raw": raw.decode("latin-1")}
-                stub.calls.append((self.path, body))
-                if stub.refuse:
-                    status, answer = 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
-                else:
-                    status, answer = 200, {"ok": True, "result": True, "description": "Webhook was set"}
+                status, answer = stub.answer(self.path, body)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -227,6 +229,35 @@ class BotApiStub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="bot-api-stub", daemon=True)
         self.thread.start()
+
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if self.refuse:
+                self.calls.append((path, body))
+                return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+            if not path.endswith("/sendMessage"):
+                self.calls.append((path, body))
+                return 200, {"ok": True, "result": True, "description": "Webhook was set"}
+            if self.faults:
+                status, answer = self.faults.pop(0)
+                self.calls.append((path, {**body, "_answered": status}))
+                return status, answer
+            self.calls.append((path, body))
+            if str(body.get("chat_id")) in self.blocked:
+                return 403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+            self._next_id += 1
+            chat = {"id": body.get("chat_id"), "type": "private"}
+            return 200, {"ok": True, "result": {"message_id": self._next_id, "chat": chat, "text": body.get("text")}}
+
+    def sent(self, bot_token: str) -> list[dict[str, Any]]:
+        """sendMessage calls the bot answered with a message (what reached people)."""
+        return [
+            body
+            for path, body in self.calls
+            if path == f"/bot{bot_token}/sendMessage"
+            and "_answered" not in body
+            and str(body.get("chat_id")) not in self.blocked
+        ]
 
     @property
     def url(self) -> str:

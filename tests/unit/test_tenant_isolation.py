@@ -46,6 +46,9 @@ BODIES = {
     },
     ("PATCH", "/orgs/{org_id}/connections/{connection_id}"): {"name": "mine now"},
     ("PUT", "/orgs/{org_id}/inbound-settings"): {"opt_out_keywords": ["BERHENTI"]},
+    ("PATCH", "/orgs/{org_id}/broadcasts/{broadcast_id}"): {"name": "mine now"},
+    ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/send"): {"email": "victim@x.io"},
+    ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/schedule"): {},
 }
 QUERIES = {
     ("GET", "/orgs/{org_id}/contacts/{contact_id}/eligibility"): {"channel": "email", "purpose": "marketing"},
@@ -70,6 +73,15 @@ def victim(other_org):
         json={"platform": "telegram", "name": "theirs", "secrets": {"bot_token": "123456:" + "A" * 35}},
     ).json()
     other_org.client.put("/orgs/c/inbound-settings", json={"opt_out_keywords": ["HALT"]})
+    broadcast = other_org.client.post(
+        "/orgs/c/broadcasts",
+        json={
+            "type": "transactional",
+            "name": "theirs",
+            "channels": [{"channel": "telegram", "connection_id": connection["id"], "text": {"text": "Your code"}}],
+        },
+    ).json()
+    other_org.client.post(f"/orgs/c/broadcasts/{broadcast['id']}/activate")
     ids = {
         "contact_id": contact["id"],
         "key_id": key["id"],
@@ -79,6 +91,7 @@ def victim(other_org):
         "export_id": export["id"],
         "import_id": upload["import"]["id"],
         "connection_id": connection["id"],
+        "broadcast_id": broadcast["id"],
     }
     return other_org, ids, source["id"]
 
@@ -118,6 +131,8 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     assert b.client.get(f"/orgs/c/imports/{ids['import_id']}").json()["status"] == "awaiting_upload"
     assert b.client.get(f"/orgs/c/connections/{ids['connection_id']}").json()["name"] == "theirs"
     assert b.client.get("/orgs/c/inbound-settings").json()["opt_out_keywords"] == ["HALT"]
+    theirs = b.client.get(f"/orgs/c/broadcasts/{ids['broadcast_id']}").json()
+    assert (theirs["name"], theirs["status"], theirs["stats"]["total"]) == ("theirs", "ACTIVE", 0)
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)

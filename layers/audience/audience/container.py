@@ -21,6 +21,11 @@ from audience.tags.repository import TagsRepository
 from audience.tags.service import TagService
 
 if TYPE_CHECKING:  # compliance and exports are imported by their builders, when a function uses them
+    from audience.broadcasts.delivery import Delivery
+    from audience.broadcasts.planner import Planner
+    from audience.broadcasts.repository import BroadcastsRepository
+    from audience.broadcasts.sender import Sender
+    from audience.broadcasts.service import BroadcastService
     from audience.channels.service import ConnectionService
     from audience.compliance.consent import ConsentService
     from audience.compliance.dnc import DoNotContactService
@@ -223,6 +228,85 @@ def inbound_processor() -> InboundProcessor:
         orgs=OrgsRepository(settings.orgs_table),
         publisher=EventPublisher(settings.event_bus_name),
         confirm_subscription=confirm_subscription,
+        broadcasts=broadcasts_repository() if settings.broadcasts_table else None,
+    )
+
+
+def _required(value: str, variable: str) -> str:
+    if not value:
+        raise ConfigurationError(f"{variable} is not set; this function does not handle broadcasts")
+    return value
+
+
+@cache
+def broadcasts_repository() -> BroadcastsRepository:
+    from audience.broadcasts.repository import BroadcastsRepository
+
+    return BroadcastsRepository(_required(get_settings().broadcasts_table, "BROADCASTS_TABLE"))
+
+
+@cache
+def delivery() -> Delivery:
+    from audience.broadcasts.delivery import Delivery
+    from audience.channels.repository import ConnectionsRepository
+    from audience.channels.secrets import SecretStore
+
+    settings = get_settings()
+    return Delivery(
+        ConnectionsRepository(settings.orgs_table),
+        SecretStore(settings.stage),
+        telegram_api_url=settings.telegram_api_url,
+        graph_api_url=settings.graph_api_url,
+    )
+
+
+@cache
+def broadcast_sender() -> Sender:
+    from audience.broadcasts.planner import finish_if_done
+    from audience.broadcasts.sender import Sender
+
+    settings = get_settings()
+    repo = broadcasts_repository()
+    segments = SegmentsRepository(settings.contacts_table)
+
+    def on_tallied(org_id: str, broadcast_id: str) -> None:
+        finish_if_done(repo, segments, org_id, broadcast_id)
+
+    return Sender(
+        repo, ContactsRepository(settings.contacts_table), eligibility_service(), delivery(), on_tallied=on_tallied
+    )
+
+
+@cache
+def broadcast_planner() -> Planner:
+    from audience.broadcasts.planner import Planner
+
+    settings = get_settings()
+    return Planner(
+        broadcasts_repository(),
+        ContactsRepository(settings.contacts_table),
+        SegmentsRepository(settings.contacts_table),
+        eligibility_service(),
+        delivery(),
+        send_queue_url=_required(settings.send_queue_url, "SEND_QUEUE_URL"),
+    )
+
+
+@cache
+def broadcast_service() -> BroadcastService:
+    from audience.broadcasts.service import BroadcastService
+
+    settings = get_settings()
+    return BroadcastService(
+        broadcasts_repository(),
+        contacts=contact_service(),
+        contacts_repository=ContactsRepository(settings.contacts_table),
+        segments=SegmentsRepository(settings.contacts_table),
+        eligibility=eligibility_service(),
+        delivery=delivery(),
+        state_machine_arn=_required(settings.broadcast_state_machine, "BROADCAST_STATE_MACHINE"),
+        transactional_queue_url=_required(settings.transactional_queue_url, "TRANSACTIONAL_QUEUE_URL"),
+        send_now=lambda message: broadcast_sender().process(message),
     )
 
 
@@ -248,6 +332,11 @@ def reset() -> None:
     connection_service.cache_clear()
     inbound_repository.cache_clear()
     inbound_processor.cache_clear()
+    broadcasts_repository.cache_clear()
+    delivery.cache_clear()
+    broadcast_sender.cache_clear()
+    broadcast_planner.cache_clear()
+    broadcast_service.cache_clear()
     if "audience.webhooks.ack" in sys.modules:
         sys.modules["audience.webhooks.ack"].reset()
     if "audience.imports.wiring" in sys.modules:

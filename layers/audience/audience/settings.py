@@ -35,6 +35,13 @@ class Settings:
     event_bus_name: str = ""
     telegram_api_url: str = "https://api.telegram.org"
     public_base_url: str = ""
+    # Broadcasts: their table, the state machine that runs marketing schedules, the send queues, and the
+    # Graph API's address (a local stand-in in tests).
+    broadcasts_table: str = ""
+    broadcast_state_machine: str = ""
+    send_queue_url: str = ""
+    transactional_queue_url: str = ""
+    graph_api_url: str = "https://graph.facebook.com"
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -76,6 +83,11 @@ def get_settings() -> Settings:
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "").strip(),
         telegram_api_url=_url("TELEGRAM_API_URL", "https://api.telegram.org"),
         public_base_url=_url("PUBLIC_BASE_URL", ""),
+        broadcasts_table=os.environ.get("BROADCASTS_TABLE", "").strip(),
+        broadcast_state_machine=os.environ.get("BROADCAST_STATE_MACHINE", "").strip(),
+        send_queue_url=os.environ.get("SEND_QUEUE_URL", "").strip(),
+        transactional_queue_url=os.environ.get("TRANSACTIONAL_QUEUE_URL", "").strip(),
+        graph_api_url=_url("GRAPH_API_URL", "https://graph.facebook.com"),
     )
 
 

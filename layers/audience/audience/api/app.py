@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from audience.api import errors
 from audience.api.routers import (
+    broadcasts,
     connections,
     consent,
     contacts,
@@ -117,6 +118,8 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(connections.router)
     app.include_router(connections.settings_router)
     app.include_router(connections.contact_router)
+    app.include_router(broadcasts.router)
+    app.include_router(broadcasts.contact_router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

@@ -1,0 +1,287 @@
+"""Sends one batch of recipients: the SendQueue and TransactionalQueue consumer, and the inline path of a
+transactional send.
+
+For each recipient, in order:
+
+1. a row already at an outcome (an earlier delivery of this batch got that far) is left alone;
+2. a cancelled marketing broadcast ends the row CANCELLED without sending;
+3. eligibility is checked again on the contact as it is now (an opt-out that arrived after planning stops
+   the send): SKIPPED with the reason;
+4. the message is rendered (a variable without a value: FAILED, `missing_variable`);
+5. the connection's pace is respected (a token per message from a per-second slot shared by every sender);
+6. the row moves PENDING → SENDING by a conditional write, the provider is called, and the row moves to
+   SENT (with the provider's message id) or FAILED (with its code). A row found SENDING was claimed by an
+   attempt that stopped before recording its result: its message may have left, so it is sent again and
+   counted as a possible duplicate (the provider's idempotency key is passed where the platform takes one).
+
+Rate-limited answers slow the sender down and are retried; transient faults are retried a few times, then
+the row goes back to PENDING and the batch is retried later by SQS. Once every row has an outcome the batch
+is tallied (counters moved once, whatever the redeliveries) and the broadcast finishes when nothing is left.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from audience import clock
+from audience.broadcasts import keys
+from audience.broadcasts import repository as r
+from audience.broadcasts.delivery import Delivery, from_address, sender_of
+from audience.broadcasts.models import ChannelTemplate, Property, parse_channel_template, parse_properties
+from audience.broadcasts.render import MissingVariable, render
+from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
+from audience.channels.models import DEFAULT_RATE
+from audience.compliance.eligibility import EligibilityService
+from audience.contacts.models import Contact
+from audience.contacts.repository import ContactsRepository
+from audience.errors import NotFoundError, ValidationError
+from audience.providers.base import Failed, Sent
+
+logger = Logger(child=True)
+
+RETRIES = 3
+MAX_RATE_WAIT = 60.0
+
+
+class BatchIncomplete(Exception):
+    """Some recipients could not be sent yet (transient faults); the batch is retried later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What the sender needs of a broadcast, parsed once per execution environment."""
+
+    kind: str
+    templates: dict[str, ChannelTemplate]
+    defaults: dict[str, str | None]
+    unsubscribe_url: str | None = None
+
+    @classmethod
+    def parse(cls, kind: str, data: dict[str, Any]) -> Content:
+        properties: list[Property] = parse_properties(data.get("properties", []))
+        names = [p.name for p in properties]
+        templates = [parse_channel_template(c, names) for c in data.get("channels", [])]
+        return cls(kind, {t.channel: t for t in templates}, {p.name: p.default for p in properties})
+
+
+@dataclass
+class Pacer:
+    """Per-connection sending pace shared by every sender: a per-second slot item (and a daily one when the
+    connection has a cap) in the broadcasts table, taken a message at a time."""
+
+    repo: BroadcastsRepository
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    slowed: dict[str, float] = field(default_factory=dict)  # connection → until when it runs at half pace
+
+    def acquire(self, connection_id: str, rate: int, daily_limit: int | None, deadline: float) -> bool:
+        """Wait for a slot; False when none came before `deadline` (or the daily cap is spent)."""
+        if daily_limit is not None:
+            day = time.strftime("%Y-%m-%d", time.gmtime(self.now()))
+            if not self.repo.take_tokens(keys.cap_pk(connection_id, day), 1, daily_limit, int(self.now()) + 2 * 86400):
+                return False
+        while True:
+            moment = self.now()
+            limit = rate
+            if self.slowed.get(connection_id, 0) > moment:
+                limit = max(1, rate // 2)
+            second = int(moment)
+            if self.repo.take_tokens(keys.pace_pk(connection_id, second), 1, limit, second + 120):
+                return True
+            if moment >= deadline:
+                return False
+            self.sleep(max(0.001, second + 1 - moment))
+
+    def slow_down(self, connection_id: str, seconds: float) -> None:
+        self.slowed[connection_id] = self.now() + max(seconds, 1.0) + 30.0
+
+
+class Sender:
+    def __init__(
+        self,
+        repo: BroadcastsRepository,
+        contacts: ContactsRepository,
+        eligibility: EligibilityService,
+        delivery: Delivery,
+        *,
+        on_tallied: Callable[[str, str], None],
+        pacer: Pacer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._repo = repo
+        self._contacts = contacts
+        self._eligibility = eligibility
+        self._delivery = delivery
+        self._on_tallied = on_tallied
+        self._pacer = pacer or Pacer(repo)
+        self._sleep = sleep
+        self._content: dict[tuple[str, str], Content] = {}
+
+    def content(self, org_id: str, broadcast_id: str, kind: str) -> Content:
+        # A broadcast's content is fixed once it leaves DRAFT, so one read per execution environment.
+        key = (org_id, broadcast_id)
+        if key not in self._content:
+            self._content[key] = Content.parse(kind, self._repo.content(org_id, broadcast_id))
+        return self._content[key]
+
+    def process(self, message: dict[str, Any], *, deadline: float | None = None) -> list[dict[str, Any]]:
+        """Send the batch `message` describes; the recipient rows as they end. BatchIncomplete when some
+        could not be sent yet."""
+        org_id, broadcast_id, batch = message["org_id"], message["broadcast_id"], message["batch"]
+        deadline = deadline if deadline is not None else time.time() + 600
+        refs = [RecipientRef.of(v) for v in message["recipients"]]
+        try:
+            summary = self._repo.summary(org_id, broadcast_id)
+        except NotFoundError:
+            logger.warning("broadcast deleted before its batch was sent", extra={"broadcast_id": broadcast_id})
+            return []
+        marketing = summary["type"] == "marketing"
+        content = self.content(org_id, broadcast_id, summary["type"])
+        rows = self._repo.recipients(org_id, broadcast_id, refs)
+        contacts = self._contacts.get_many(org_id, {row["contact_id"] for row in rows.values()})
+        stopped = marketing and summary["status"] != "SENDING"
+        results: list[dict[str, Any]] = []
+        incomplete = 0
+        for ref in refs:
+            row = rows.get(ref)
+            if row is None:
+                continue  # deleted with its broadcast
+            if not stopped and marketing and results and len(results) % 10 == 0:
+                stopped = self._repo.summary(org_id, broadcast_id)["status"] != "SENDING"
+            ended = self._one(org_id, row, contacts.get(row["contact_id"]), content, stopped, deadline)
+            if ended is None:
+                incomplete += 1
+            else:
+                results.append(ended)
+        if incomplete:
+            raise BatchIncomplete(f"{incomplete} of {len(refs)} recipients of batch {batch} could not be sent yet")
+        deltas = _tally(results)
+        if self._repo.tally(org_id, broadcast_id, batch, deltas) and marketing:
+            self._on_tallied(org_id, broadcast_id)
+        return results
+
+    def _one(
+        self,
+        org_id: str,
+        row: dict[str, Any],
+        contact: Contact | None,
+        content: Content,
+        stopped: bool,
+        deadline: float,
+    ) -> dict[str, Any] | None:
+        """One recipient to its outcome; None when it is left for a later attempt."""
+        if row.get("outcome") or row["status"] not in (r.PENDING, r.SENDING):
+            return row
+        now = clock.now_iso()
+        if stopped:
+            return self._repo.finish(row, r.CANCELLED, now, reason="the broadcast was cancelled")
+        if contact is None:
+            return self._repo.finish(row, r.SKIPPED, now, reason="contact_deleted")
+        template = content.templates.get(row["channel"])
+        if template is None:
+            return self._repo.finish(row, r.FAILED, now, error_code="no_template", error_title="no template")
+        try:
+            connection, provider = self._delivery.get(org_id, template.connection_id)
+        except (NotFoundError, ValidationError) as error:
+            return self._repo.finish(row, r.FAILED, now, error_code="connection", error_title=str(error)[:500])
+        marketing = content.kind == "marketing"
+        purpose = "marketing" if marketing else "transactional"
+        decision = self._eligibility.decide(
+            contact, self._eligibility.request(row["channel"], purpose, sender_of(connection))
+        )
+        if not decision.allowed and (marketing or decision.reason == "blocked"):
+            return self._repo.finish(row, r.SKIPPED, now, reason=decision.reason)
+        overrides = row.get("overrides") or {}
+        try:
+            outbound = render(
+                template,
+                _with_overrides(contact, overrides),
+                properties=row.get("properties") or {},
+                defaults=content.defaults,
+                to=row.get("to") or "",
+                idempotency_key=f"{row['broadcast_id']}:{row['sk']}",
+                unsubscribe_url=row.get("unsubscribe_url"),
+                marketing=marketing,
+                from_address=from_address(connection),
+            )
+        except MissingVariable as error:
+            return self._repo.finish(row, r.FAILED, now, error_code="missing_variable", error_title=error.message[:500])
+        except ValueError as error:
+            return self._repo.finish(row, r.FAILED, now, error_code="not_sendable", error_title=str(error)[:500])
+        rate = int(connection.settings.get("messages_per_second") or DEFAULT_RATE.get(connection.platform, 1))
+        cap = connection.settings.get("daily_limit")
+        if not self._pacer.acquire(connection.id, rate, int(cap) if cap else None, deadline):
+            return None
+        claimed = self._repo.start_sending(row, now)
+        if claimed is None:
+            return None  # moved by someone else meanwhile; the batch is retried and sees where it is
+        result = self._send(provider, outbound, connection.id, deadline)
+        finished_at = clock.now_iso()
+        if isinstance(result, Sent):
+            self._repo.link_message(org_id, row["channel"], result.provider_message_id, claimed, int(time.time()))
+            return self._repo.finish(claimed, r.SENT, finished_at, provider_message_id=result.provider_message_id)
+        if result.kind == "permanent":
+            return self._repo.finish(claimed, r.FAILED, finished_at, error_code=result.code, error_title=result.title)
+        self._repo.release(claimed)
+        logger.warning("send deferred", extra={"recipient": row["sk"], "code": result.code, "title": result.title})
+        return None
+
+    def _send(self, provider: Any, outbound: Any, connection_id: str, deadline: float) -> Sent | Failed:
+        failures = 0
+        while True:
+            result = provider.send(outbound)
+            if isinstance(result, Sent):
+                return result
+            if result.kind == "rate_limited":
+                wait = min(result.retry_after or 1.0, MAX_RATE_WAIT)
+                self._pacer.slow_down(connection_id, wait)
+                if time.time() + wait >= deadline:
+                    return result
+                self._sleep(wait)
+                continue
+            if result.kind == "permanent":
+                return result
+            failures += 1
+            if failures >= RETRIES or time.time() >= deadline:
+                return result
+            self._sleep(min(4.0, 0.25 * 2**failures))
+
+
+def _with_overrides(contact: Contact, overrides: dict[str, Any]) -> Contact:
+    if not overrides:
+        return contact
+    from dataclasses import replace
+
+    changes: dict[str, Any] = {}
+    if overrides.get("name"):
+        changes["full_name"] = overrides["name"]
+        changes["first_name"] = overrides["name"].split()[0]
+    if overrides.get("phone"):
+        changes["phone"] = overrides["phone"]
+    if overrides.get("email"):
+        changes["email"] = overrides["email"]
+    return replace(contact, **changes)
+
+
+def outcome_of(row: dict[str, Any]) -> str:
+    """The sender's outcome for a row: recorded, else implied by a receipt that got there first."""
+    if row.get("outcome"):
+        return str(row["outcome"])
+    return (
+        r.SENT if row["status"] in (r.DELIVERED, r.READ, r.FAILED) and row.get("provider_message_id") else row["status"]
+    )
+
+
+def _tally(rows: list[dict[str, Any]]) -> dict[str, int]:
+    deltas: dict[str, int] = {"pending": -len(rows)}
+    for row in rows:
+        outcome = outcome_of(row).lower()
+        deltas[outcome] = deltas.get(outcome, 0) + 1
+        if outcome == "sent" and row.get("possible_duplicate"):
+            deltas["possible_duplicates"] = deltas.get("possible_duplicates", 0) + 1
+    return deltas
