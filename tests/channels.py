@@ -277,6 +277,72 @@ class BotApiStub:
         self.thread.join(5)
 
 
+class GraphStub:
+    """A stand-in Graph API on 127.0.0.1 for sending: POST /{version}/{phone_number_id}/messages answers as
+    the WhatsApp Cloud API does (a new wamid per message); `faults` holds (HTTP status, answer) pairs, each
+    used once, for the next calls. Every request body is kept in `sent` with its path."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.faults: list[tuple[int, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._next = 0
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                with stub._lock:
+                    if stub.faults:
+                        status, answer = stub.faults.pop(0)
+                    else:
+                        stub._next += 1
+                        stub.sent.append((self.path, body))
+                        status = 200
+                        answer = {
+                            "messaging_product": "whatsapp",
+                            "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+                            "messages": [{"id": f"wamid.TEST{stub._next:08d}"}],
+                        }
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="graph-stub", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def whatsapp_status(
+    phone_number_id: str, wamid: str, status: str, *, recipient: str, at: int, error: tuple[int, str] | None = None
+) -> dict[str, Any]:
+    """A WhatsApp status webhook for one message."""
+    payload = whatsapp_payload("webhook_whatsapp_status_failed", phone_number_id)
+    item = payload["entry"][0]["changes"][0]["value"]["statuses"][0]
+    item.update({"id": wamid, "status": status, "timestamp": str(at), "recipient_id": recipient})
+    if error is None:
+        item.pop("errors")
+    else:
+        item["errors"] = [{"code": error[0], "title": error[1], "message": error[1]}]
+    return payload
+
+
 # -- one stack for a whole module ----------------------------------------------------------------------
 
 PUBLIC_BASE_URL = "https://hooks.example.com"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audience import clock, ids
+from audience.broadcasts.repository import BroadcastsRepository
 from audience.channels.models import PLATFORMS
 from audience.channels.repository import ConnectionsRepository
 from audience.channels.secrets import SecretStore
@@ -79,6 +80,7 @@ class InboundProcessor:
         orgs: OrgsRepository,
         publisher: EventPublisher,
         confirm_subscription: Any,
+        broadcasts: BroadcastsRepository | None = None,
     ) -> None:
         self._inbound = inbound
         self._contacts = contacts
@@ -90,6 +92,7 @@ class InboundProcessor:
         self._orgs = orgs
         self._publisher = publisher
         self._confirm_subscription = confirm_subscription
+        self._broadcasts = broadcasts
 
     # -- records ------------------------------------------------------------------------------------------
 
@@ -323,15 +326,27 @@ class InboundProcessor:
         self._publisher.publish(published)
 
     def _status(self, route: Route, status: Status, outcome: Outcome) -> None:
-        moved = self._inbound.apply_status(
-            route.org_id,
-            status.channel,
-            status.provider_id,
-            status.status,
-            status.at,
-            error_code=status.error_code,
-            error_title=status.error_title,
-        )
+        link = self._broadcasts.linked(route.org_id, status.channel, status.provider_id) if self._broadcasts else None
+        if link is not None and self._broadcasts is not None:
+            # A broadcast message: its recipient row (and the broadcast's counters) carry the status.
+            moved = self._broadcasts.apply_receipt(
+                route.org_id,
+                link,
+                status.status.upper(),
+                status.at,
+                error_code=status.error_code,
+                error_title=status.error_title,
+            )
+        else:
+            moved = self._inbound.apply_status(
+                route.org_id,
+                status.channel,
+                status.provider_id,
+                status.status,
+                status.at,
+                error_code=status.error_code,
+                error_title=status.error_title,
+            )
         outcome.count(f"status_{status.status}" if moved else "status_not_forward")
         if status.status == "failed" and status.error_code == MARKETING_STOPPED and status.recipient is not None:
             contact = self._find(route.org_id, status.recipient)
