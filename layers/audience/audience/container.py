@@ -273,7 +273,12 @@ def broadcast_sender() -> Sender:
         finish_if_done(repo, segments, org_id, broadcast_id)
 
     return Sender(
-        repo, ContactsRepository(settings.contacts_table), eligibility_service(), delivery(), on_tallied=on_tallied
+        repo,
+        ContactsRepository(settings.contacts_table),
+        eligibility_service(),
+        delivery(),
+        on_tallied=on_tallied,
+        links_base_url=settings.api_base_url,
     )
 
 
@@ -307,6 +312,7 @@ def broadcast_service() -> BroadcastService:
         state_machine_arn=_required(settings.broadcast_state_machine, "BROADCAST_STATE_MACHINE"),
         transactional_queue_url=_required(settings.transactional_queue_url, "TRANSACTIONAL_QUEUE_URL"),
         send_now=lambda message: broadcast_sender().process(message),
+        record_consent=consent_service().record,
     )
 
 

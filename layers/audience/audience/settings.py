@@ -42,6 +42,8 @@ class Settings:
     send_queue_url: str = ""
     transactional_queue_url: str = ""
     graph_api_url: str = "https://graph.facebook.com"
+    # The base of public links the product hands out (one-click unsubscribe in marketing email).
+    api_base_url: str = ""
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -88,6 +90,7 @@ def get_settings() -> Settings:
         send_queue_url=os.environ.get("SEND_QUEUE_URL", "").strip(),
         transactional_queue_url=os.environ.get("TRANSACTIONAL_QUEUE_URL", "").strip(),
         graph_api_url=_url("GRAPH_API_URL", "https://graph.facebook.com"),
+        api_base_url=_url("API_BASE_URL", ""),
     )
 
 

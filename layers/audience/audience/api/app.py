@@ -120,6 +120,7 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(connections.contact_router)
     app.include_router(broadcasts.router)
     app.include_router(broadcasts.contact_router)
+    app.include_router(broadcasts.public_router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

@@ -15,6 +15,7 @@ status path share them.
 | rate window         | `O#{org}#B#{id}#W#{window}`     | `#W` (TTL)        |                                       |
 | pacing second       | `PACE#{connection}#{second}`    | `#P` (TTL)        |                                       |
 | daily cap           | `PACE#{connection}#D#{day}`     | `#P` (TTL)        |                                       |
+| unsubscribe link    | `U#{token}`                     | `#U` (TTL 1 year) |                                       |
 
 `{s}` is a shard (0-15). A recipient's `{key}` is its contact id in a marketing broadcast and the send's id
 in a transactional one (a contact gets many OTPs). The summary is small (status, schedule, names) and is
@@ -42,6 +43,7 @@ MESSAGE_SK = "#R"
 IDEMPOTENCY_SK = "#K"
 WINDOW_SK = "#W"
 PACE_SK = "#P"
+UNSUBSCRIBE_SK = "#U"
 
 
 def broadcast_pk(org_id: str, broadcast_id: str) -> str:
@@ -91,3 +93,7 @@ def pace_pk(connection_id: str, second: int) -> str:
 
 def cap_pk(connection_id: str, day: str) -> str:
     return f"PACE#{connection_id}#D#{day}"
+
+
+def unsubscribe_pk(token: str) -> str:
+    return f"U#{token}"

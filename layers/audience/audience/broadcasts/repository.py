@@ -45,6 +45,7 @@ RECEIPT_RANK = {SENDING: 0, SENT: 1, DELIVERED: 2, READ: 3, FAILED: 4}
 # Counter names: one per status a recipient can rest in, plus totals kept beside them.
 COUNTED = ("pending", "sent", "delivered", "read", "failed", "skipped", "cancelled")
 IDEMPOTENCY_SECONDS = 24 * 3600
+UNSUBSCRIBE_SECONDS = 366 * 86400
 MESSAGE_SECONDS = 35 * 86400
 
 
@@ -776,6 +777,30 @@ class BroadcastsRepository:
                 return False
             raise
         return True
+
+    # -- one-click unsubscribe links ------------------------------------------------------------------
+
+    def put_unsubscribe(self, token: str, link: dict[str, Any], now: int) -> None:
+        self._client.put_item(
+            TableName=self._table_name,
+            Item=serialize(
+                {
+                    **link,
+                    "pk": keys.unsubscribe_pk(token),
+                    "sk": keys.UNSUBSCRIBE_SK,
+                    "expires_at": now + UNSUBSCRIBE_SECONDS,
+                }
+            ),
+        )
+
+    def unsubscribe_link(self, token: str, now: int) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self._table_name, Key=serialize({"pk": keys.unsubscribe_pk(token), "sk": keys.UNSUBSCRIBE_SK})
+        )
+        item = deserialize(response["Item"]) if "Item" in response else None
+        if item is None or int(item.get("expires_at", 0)) < now:
+            return None
+        return item
 
     # -- helpers ----------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from audience import clock
+from audience import clock, ids
 from audience.broadcasts import keys
 from audience.broadcasts import repository as r
 from audience.broadcasts.delivery import Delivery, from_address, sender_of
@@ -112,6 +112,7 @@ class Sender:
         on_tallied: Callable[[str, str], None],
         pacer: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        links_base_url: str = "",
     ) -> None:
         self._repo = repo
         self._contacts = contacts
@@ -121,6 +122,7 @@ class Sender:
         self._pacer = pacer or Pacer(repo)
         self._sleep = sleep
         self._content: dict[tuple[str, str], Content] = {}
+        self._links = links_base_url.rstrip("/")
 
     def content(self, org_id: str, broadcast_id: str, kind: str) -> Content:
         # A broadcast's content is fixed once it leaves DRAFT, so one read per execution environment.
@@ -197,6 +199,9 @@ class Sender:
         if not decision.allowed and (marketing or decision.reason == "blocked"):
             return self._repo.finish(row, r.SKIPPED, now, reason=decision.reason)
         overrides = row.get("overrides") or {}
+        unsubscribe_url = None
+        if marketing and row["channel"] == "email" and self._links:
+            unsubscribe_url = self._unsubscribe_link(org_id, row)
         try:
             outbound = render(
                 template,
@@ -205,7 +210,7 @@ class Sender:
                 defaults=content.defaults,
                 to=row.get("to") or "",
                 idempotency_key=f"{row['broadcast_id']}:{row['sk']}",
-                unsubscribe_url=row.get("unsubscribe_url"),
+                unsubscribe_url=unsubscribe_url,
                 marketing=marketing,
                 from_address=from_address(connection),
             )
@@ -230,6 +235,18 @@ class Sender:
         self._repo.release(claimed)
         logger.warning("send deferred", extra={"recipient": row["sk"], "code": result.code, "title": result.title})
         return None
+
+    def _unsubscribe_link(self, org_id: str, row: dict[str, Any]) -> str:
+        """A one-click unsubscribe link for this message (RFC 8058): a random token naming the contact."""
+        token = ids.random_token(32)
+        link = {
+            "org_id": org_id,
+            "contact_id": row["contact_id"],
+            "broadcast_id": row["broadcast_id"],
+            "channel": "email",
+        }
+        self._repo.put_unsubscribe(token, link, int(time.time()))
+        return f"{self._links}/u/{token}"
 
     def _send(self, provider: Any, outbound: Any, connection_id: str, deadline: float) -> Sent | Failed:
         failures = 0

@@ -10,6 +10,7 @@ already handed to the provider.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -55,6 +56,7 @@ class BroadcastService:
         state_machine_arn: str,
         transactional_queue_url: str,
         send_now: Callable[[dict[str, Any]], list[dict[str, Any]]],
+        record_consent: Callable[..., Any] | None = None,
     ) -> None:
         self._repo = repo
         self._contacts = contacts
@@ -65,6 +67,7 @@ class BroadcastService:
         self._state_machine = state_machine_arn
         self._queue_url = transactional_queue_url
         self._send_now = send_now
+        self._record_consent = record_consent
 
     # -- drafts ------------------------------------------------------------------------------------
 
@@ -438,6 +441,31 @@ class BroadcastService:
         if outcome.contact is None:
             raise ValidationError(outcome.message or "the recipient is not valid", outcome.errors)
         return outcome.contact
+
+    # -- one-click unsubscribe ------------------------------------------------------------------------
+
+    def unsubscribe_link(self, token: str) -> dict[str, Any]:
+        """What an unsubscribe link names (NotFoundError for a link that is unknown or expired)."""
+        link = self._repo.unsubscribe_link(token, int(time.time()))
+        if link is None:
+            raise NotFoundError("this unsubscribe link is unknown or has expired")
+        return link
+
+    def unsubscribe(self, token: str) -> dict[str, Any]:
+        """The one-click POST (RFC 8058): the contact opts out of marketing email. Repeating it is harmless."""
+        link = self.unsubscribe_link(token)
+        if self._record_consent is not None:
+            # A deleted contact raises NotFoundError: nothing is sent to it any more.
+            with contextlib.suppress(NotFoundError):
+                self._record_consent(
+                    link["org_id"],
+                    link["contact_id"],
+                    channel="email",
+                    opted_in=False,
+                    source="one_click_unsubscribe",
+                    proof=f"List-Unsubscribe-Post from broadcast {link['broadcast_id']}",
+                )
+        return link
 
     # -- analytics ------------------------------------------------------------------------------------
 

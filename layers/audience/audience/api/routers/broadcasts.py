@@ -7,7 +7,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from audience import container
 from audience.api.broadcast_schemas import (
@@ -172,3 +172,44 @@ def list_recipients(
 @contact_router.get("", response_model=list[RecipientOut], summary="Broadcast messages a contact received")
 def contact_broadcasts(org_id: OrgId, contact_id: ContactId) -> list[RecipientOut]:
     return [RecipientOut(**i) for i in container.broadcast_service().contact_broadcasts(org_id, contact_id)]
+
+
+# -- one-click unsubscribe (public: the link in a marketing email is the credential) ---------------------
+
+public_router = APIRouter(prefix="/u", tags=["unsubscribe"])
+_TOKEN = re.compile(r"^[0-9a-z]{32}$")
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport"
+content="width=device-width,initial-scale=1"><title>Unsubscribe</title></head><body style="font-family:sans-serif;
+max-width:32rem;margin:3rem auto;padding:0 1rem"><h1>{title}</h1><p>{text}</p>{form}</body></html>"""
+_FORM = """<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form>"""
+
+
+def unsubscribe_token(token: Annotated[str, Path(max_length=64)]) -> str:
+    if not _TOKEN.match(token):
+        raise NotFoundError("this unsubscribe link is unknown or has expired")
+    return token
+
+
+Token = Annotated[str, Depends(unsubscribe_token)]
+
+
+@public_router.get("/{token}", response_class=HTMLResponse, summary="Unsubscribe page (changes nothing)")
+def unsubscribe_page(token: Token) -> HTMLResponse:
+    """What a person (or a link scanner) gets by following the link: a page with a button. A GET never
+    unsubscribes, so mail scanners that follow links do not unsubscribe people."""
+    container.broadcast_service().unsubscribe_link(token)
+    text = "You will no longer receive marketing email from us. Messages you asked for still reach you."
+    html = _PAGE.format(title="Unsubscribe from marketing email?", text=text, form=_FORM)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
+
+
+@public_router.post("/{token}", response_class=HTMLResponse, summary="One-click unsubscribe (RFC 8058)")
+def unsubscribe(token: Token) -> HTMLResponse:
+    """The POST a mail client sends for `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (and the page's
+    button): the contact is opted out of marketing email (a consent record, source one_click_unsubscribe)."""
+    container.broadcast_service().unsubscribe(token)
+    html = _PAGE.format(
+        title="You are unsubscribed", text="You will no longer receive marketing email from us.", form=""
+    )
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
