@@ -312,6 +312,7 @@ def broadcast_service() -> BroadcastService:
         state_machine_arn=_required(settings.broadcast_state_machine, "BROADCAST_STATE_MACHINE"),
         transactional_queue_url=_required(settings.transactional_queue_url, "TRANSACTIONAL_QUEUE_URL"),
         send_now=lambda message: broadcast_sender().process(message),
+        send_test=lambda *args: broadcast_sender().test(*args),
         record_consent=consent_service().record,
     )
 

@@ -63,6 +63,31 @@ class SendIn(BaseModel):
     background: bool = False
 
 
+class TestSendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact_channel_id: str | None = Field(default=None, max_length=300, description="<channel>:<user id>")
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=200, description="Fills contact.name when no contact matches")
+    variables: dict[str, str] = Field(default_factory=dict, max_length=50)
+    template_ids: list[ChannelName] | None = Field(default=None, max_length=10, description="Channels to test")
+
+
+class TestResult(BaseModel):
+    channel: str
+    status: str
+    to: str | None = None
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_title: str | None = None
+    reason: str | None = None
+
+
+class TestSendOut(BaseModel):
+    results: list[TestResult]
+
+
 class Stats(BaseModel):
     total: int
     by_status: dict[str, int]

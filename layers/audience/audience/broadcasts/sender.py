@@ -35,12 +35,12 @@ from audience.broadcasts.delivery import Delivery, from_address, sender_of
 from audience.broadcasts.models import ChannelTemplate, Property, parse_channel_template, parse_properties
 from audience.broadcasts.render import MissingVariable, render
 from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
-from audience.channels.models import DEFAULT_RATE
+from audience.channels.models import DEFAULT_RATE, Connection
 from audience.compliance.eligibility import EligibilityService
 from audience.contacts.models import Contact
 from audience.contacts.repository import ContactsRepository
 from audience.errors import NotFoundError, ValidationError
-from audience.providers.base import Failed, Sent
+from audience.providers.base import Failed, Outbound, Sent
 
 logger = Logger(child=True)
 
@@ -198,21 +198,18 @@ class Sender:
         )
         if not decision.allowed and (marketing or decision.reason == "blocked"):
             return self._repo.finish(row, r.SKIPPED, now, reason=decision.reason)
-        overrides = row.get("overrides") or {}
-        unsubscribe_url = None
-        if marketing and row["channel"] == "email" and self._links:
-            unsubscribe_url = self._unsubscribe_link(org_id, row)
         try:
-            outbound = render(
+            outbound = self.compose(
+                org_id,
                 template,
-                _with_overrides(contact, overrides),
+                connection,
+                _with_overrides(contact, row.get("overrides") or {}),
+                to=row.get("to") or "",
+                key=f"{row['broadcast_id']}:{row['sk']}",
                 properties=row.get("properties") or {},
                 defaults=content.defaults,
-                to=row.get("to") or "",
-                idempotency_key=f"{row['broadcast_id']}:{row['sk']}",
-                unsubscribe_url=unsubscribe_url,
                 marketing=marketing,
-                from_address=from_address(connection),
+                link=(row["broadcast_id"], row["contact_id"]),
             )
         except MissingVariable as error:
             return self._repo.finish(row, r.FAILED, now, error_code="missing_variable", error_title=error.message[:500])
@@ -236,17 +233,77 @@ class Sender:
         logger.warning("send deferred", extra={"recipient": row["sk"], "code": result.code, "title": result.title})
         return None
 
-    def _unsubscribe_link(self, org_id: str, row: dict[str, Any]) -> str:
-        """A one-click unsubscribe link for this message (RFC 8058): a random token naming the contact."""
-        token = ids.random_token(32)
-        link = {
-            "org_id": org_id,
-            "contact_id": row["contact_id"],
-            "broadcast_id": row["broadcast_id"],
-            "channel": "email",
-        }
-        self._repo.put_unsubscribe(token, link, int(time.time()))
-        return f"{self._links}/u/{token}"
+    def compose(
+        self,
+        org_id: str,
+        template: ChannelTemplate,
+        connection: Connection,
+        contact: Contact,
+        *,
+        to: str,
+        key: str,
+        properties: dict[str, str],
+        defaults: dict[str, str | None],
+        marketing: bool,
+        link: tuple[str, str] | None,
+    ) -> Outbound:
+        """The message `template` makes for `contact` through `connection` (MissingVariable, ValueError).
+        A marketing email gets a one-click unsubscribe link (RFC 8058) naming `link` (broadcast, contact):
+        a random token, so links cannot be guessed."""
+        unsubscribe_url = None
+        if marketing and template.channel == "email" and self._links and link is not None:
+            token = ids.random_token(32)
+            names = {"org_id": org_id, "broadcast_id": link[0], "contact_id": link[1], "channel": "email"}
+            self._repo.put_unsubscribe(token, names, int(time.time()))
+            unsubscribe_url = f"{self._links}/u/{token}"
+        return render(
+            template,
+            contact,
+            properties=properties,
+            defaults=defaults,
+            to=to,
+            idempotency_key=key,
+            unsubscribe_url=unsubscribe_url,
+            marketing=marketing,
+            from_address=from_address(connection),
+        )
+
+    def test(
+        self,
+        org_id: str,
+        broadcast_id: str,
+        kind: str,
+        channel: str,
+        contact: Contact,
+        to: str,
+        properties: dict[str, str],
+    ) -> dict[str, Any]:
+        """A test message of the broadcast on `channel` to `to`, sent at once and counted nowhere."""
+        content = self.content(org_id, broadcast_id, kind)
+        template = content.templates[channel]
+        result: dict[str, Any] = {"channel": channel, "to": to}
+        try:
+            connection, provider = self._delivery.get(org_id, template.connection_id)
+            outbound = self.compose(
+                org_id,
+                template,
+                connection,
+                contact,
+                to=to,
+                key=f"test:{ids.ulid()}",
+                properties=properties,
+                defaults=content.defaults,
+                marketing=kind == "marketing",
+                link=(broadcast_id, contact.id) if contact.id else None,
+            )
+        except MissingVariable as error:
+            return {**result, "status": r.FAILED, "error_code": "missing_variable", "error_title": error.message}
+        except (ValueError, NotFoundError, ValidationError) as error:
+            return {**result, "status": r.FAILED, "error_code": "not_sendable", "error_title": str(error)[:500]}
+        sent = provider.send(outbound)
+        if isinstance(sent, Sent):
+            return {**result, "status": r.SENT, "provider_message_id": sent.provider_message_id}
+        return {**result, "status": r.FAILED, "error_code": sent.code, "error_title": sent.title}
 
     def _send(self, provider: Any, outbound: Any, connection_id: str, deadline: float) -> Sent | Failed:
         failures = 0

@@ -24,7 +24,7 @@ from audience.broadcasts.planner import release_segments
 from audience.broadcasts.repository import BroadcastsRepository
 from audience.channels.models import PLATFORMS
 from audience.compliance.eligibility import EligibilityService
-from audience.contacts.models import Identity
+from audience.contacts.models import Contact, Identity
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
 from audience.errors import ConflictError, NotFoundError, RateLimitedError, ValidationError
@@ -56,6 +56,7 @@ class BroadcastService:
         state_machine_arn: str,
         transactional_queue_url: str,
         send_now: Callable[[dict[str, Any]], list[dict[str, Any]]],
+        send_test: Callable[..., dict[str, Any]] | None = None,
         record_consent: Callable[..., Any] | None = None,
     ) -> None:
         self._repo = repo
@@ -68,6 +69,7 @@ class BroadcastService:
         self._queue_url = transactional_queue_url
         self._send_now = send_now
         self._record_consent = record_consent
+        self._send_test = send_test
 
     # -- drafts ------------------------------------------------------------------------------------
 
@@ -441,6 +443,71 @@ class BroadcastService:
         if outcome.contact is None:
             raise ValidationError(outcome.message or "the recipient is not valid", outcome.errors)
         return outcome.contact
+
+    # -- test sends -------------------------------------------------------------------------------------
+
+    def test_send(self, org_id: str, broadcast_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Send the broadcast's messages once to a phone, an email or a channel id, in any status (a draft
+        is tested before it is scheduled). An existing contact with that identity fills the template with
+        its values; otherwise the given `name` does. Nothing is counted or recorded as a recipient."""
+        summary = self._repo.summary(org_id, broadcast_id)
+        content = self._repo.content(org_id, broadcast_id)
+        templates = [c["channel"] for c in content.get("channels", [])]
+        wanted = body.get("template_ids") or templates
+        for name in wanted:
+            if name not in templates:
+                raise ValidationError.for_field(
+                    "template_ids", name, f"is not a template of this broadcast (its templates: {', '.join(templates)})"
+                )
+        contact = self._test_contact(org_id, body)
+        results: list[dict[str, Any]] = []
+        for channel in wanted:
+            to = address(contact, channel)
+            if not to:
+                results.append({"channel": channel, "status": "SKIPPED", "reason": "no_address"})
+                continue
+            assert self._send_test is not None
+            variables = body.get("variables") or {}
+            results.append(self._send_test(org_id, broadcast_id, summary["type"], channel, contact, to, variables))
+        return results
+
+    def _test_contact(self, org_id: str, body: dict[str, Any]) -> Contact:
+        from audience.contacts.normalize import normalize_email, normalize_phone
+
+        identities: list[Identity] = []
+        channels: list[dict[str, str]] = []
+        phone = email = None
+        if body.get("contact_channel_id"):
+            channel, _, user_id = str(body["contact_channel_id"]).partition(":")
+            if channel not in models.CHANNELS or not user_id:
+                raise ValidationError.for_field(
+                    "contact_channel_id", body["contact_channel_id"], "must be <channel>:<user id>, like telegram:12345"
+                )
+            identities.append(Identity(channel, user_id))
+            channels.append({"channel": channel, "user_id": user_id})
+        if body.get("phone"):
+            phone = normalize_phone(str(body["phone"]), self._contacts.org_context(org_id)[1]).e164
+            identities.append(Identity("phone", phone))
+        if body.get("email"):
+            email = normalize_email(str(body["email"]))
+            identities.append(Identity("email", email))
+        if not identities:
+            raise ValidationError.for_field("phone", None, "give a phone, an email or a contact_channel_id to send to")
+        owners = self._contacts_repository.owners(org_id, identities)
+        for identity in identities:
+            if identity in owners:
+                with contextlib.suppress(NotFoundError):
+                    return self._contacts_repository.get(org_id, owners[identity])
+        name = str(body.get("name") or "") or None
+        return Contact(
+            id="",
+            org_id=org_id,
+            first_name=name.split()[0] if name else None,
+            full_name=name,
+            phone=phone,
+            email=email,
+            channels=channels,
+        )
 
     # -- one-click unsubscribe ------------------------------------------------------------------------
 

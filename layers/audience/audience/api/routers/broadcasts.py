@@ -20,6 +20,8 @@ from audience.api.broadcast_schemas import (
     ScheduleIn,
     SendIn,
     SendOut,
+    TestSendIn,
+    TestSendOut,
 )
 from audience.api.deps import ContactId, OrgId
 from audience.contacts.repository import decode_cursor, encode_cursor
@@ -145,6 +147,15 @@ def send_broadcast(
     )
     payload = SendOut(**answer).model_dump(mode="json", exclude_none=True)
     return JSONResponse(payload, status_code=code)
+
+
+@router.post("/{broadcast_id}/test", response_model=TestSendOut, summary="Send a test message")
+def test_broadcast(org_id: OrgId, broadcast_id: BroadcastId, body: TestSendIn) -> TestSendOut:
+    """Sends each template (or `template_ids`) once to `phone`, `email` or `contact_channel_id`, in any
+    status, a draft included. A contact with that identity fills the placeholders; else `name` does.
+    Test messages are not recipients and are not counted; a provider's refusal comes back as FAILED."""
+    results = container.broadcast_service().test_send(org_id, broadcast_id, body.model_dump(exclude_none=True))
+    return TestSendOut.model_validate({"results": results})
 
 
 @router.get("/{broadcast_id}/recipients", response_model=RecipientPage, summary="Recipients and their statuses")
