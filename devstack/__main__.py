@@ -69,7 +69,11 @@ def ensure_default_org(state_file: Path) -> dict[str, Any]:
     from audience.admin import create_org
 
     saved = _saved_org(state_file)
-    return create_org(name="Default", org_id=saved.get("org_id"), api_key=saved.get("api_key"))
+    org = create_org(name="Default", org_id=saved.get("org_id"), api_key=saved.get("api_key"))
+    admin = importlib.import_module("audience.admin")
+    if hasattr(admin, "ensure_sandbox"):  # sandbox connections: broadcasts work without platform accounts
+        org["sandbox_connections"] = admin.ensure_sandbox(org["org_id"])
+    return org
 
 
 def _warm_up(stack: Any) -> None:
@@ -89,6 +93,11 @@ def _banner(state: dict[str, Any], state_file: Path, seconds: float) -> str:
         f"  API          {state['api_url']}",
         f"  Org          {state.get('org_id') or '(none: audience.admin not available)'}",
         f"  API key      {state.get('api_key') or '-'}",
+        *(
+            [f"  Sandbox      {', '.join(f'{k} {v}' for k, v in state['sandbox_connections'].items())}"]
+            if state.get("sandbox_connections")
+            else []
+        ),
         f"  AWS (moto)   {endpoint}  region {region}",
         f"  Try          AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\\n"
         f"                 aws --endpoint-url {endpoint} --region {region} dynamodb list-tables",
@@ -129,15 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         moto_server = _start_moto(args.moto_port)
         stack = LocalStack.from_template(args.template, {"Stage": args.stage}, stack_name=f"audience-{args.stage}")
         stack.provision()
+        # Links the product hands out (unsubscribe) and the sandbox's status webhooks point at this server.
+        api_url = f"http://{args.host}:{args.port}"
+        os.environ["API_BASE_URL"] = api_url
         stack.start()
         state_file = args.state_dir / "dev.json"
         _warm_up(stack)
         org = ensure_default_org(state_file)
-        api_url = f"http://{args.host}:{args.port}"
         state = {
             "api_url": api_url,
             "org_id": org.get("org_id"),
             "api_key": org.get("api_key"),
+            "sandbox_connections": org.get("sandbox_connections", {}),
             "endpoint_url": endpoint,
             "region": stack.region,
             "stage": args.stage,

@@ -32,6 +32,32 @@ def create_org(
     return {"org_id": org.id, "name": org.name, "api_key": secret, "key_id": key.id}
 
 
+SANDBOX_CHANNELS = ("whatsapp", "email", "sms", "telegram")
+
+
+def ensure_sandbox(org_id: str) -> dict[str, str]:
+    """Give the org a sandbox connection per common channel (whatsapp, email, sms, telegram) unless it has
+    one; the local stack does this for its default org, so broadcasts can be tried without any platform
+    account. Returns channel → connection id."""
+    from audience import ids
+
+    service = container.connection_service()
+    found = {c.channel: c.id for c in service.list(org_id) if c.platform == "sandbox"}
+    for channel in SANDBOX_CHANNELS:
+        if channel not in found:
+            connection = service.create(
+                org_id,
+                {
+                    "platform": "sandbox",
+                    "name": f"Sandbox {channel}",
+                    "settings": {"channel": channel},
+                    "secrets": {"signing_secret": ids.random_token(40)},
+                },
+            )
+            found[channel] = connection.id
+    return found
+
+
 def create_key(org_id: str, name: str) -> dict[str, str]:
     service = container.org_service()
     service.get_org(org_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
@@ -257,7 +257,46 @@ def delivery() -> Delivery:
         SecretStore(settings.stage),
         telegram_api_url=settings.telegram_api_url,
         graph_api_url=settings.graph_api_url,
+        sandbox=_sandbox_provider if settings.sandbox_queue_url else None,
     )
+
+
+def _sandbox_provider(connection: Any) -> Any:
+    import json
+
+    from audience import aws, clock
+    from audience.providers.sandbox import SandboxProvider
+
+    repo, queue_url = broadcasts_repository(), get_settings().sandbox_queue_url
+
+    def record(message_id: str, data: dict[str, Any]) -> None:
+        repo.record_sandbox(connection.org_id, connection.id, message_id, data, clock.now_iso())
+
+    def enqueue(job: dict[str, Any]) -> None:
+        aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(job), DelaySeconds=1)
+
+    return SandboxProvider(connection.id, connection.channel, record=record, enqueue=enqueue)
+
+
+@cache
+def sandbox_poster() -> Any:
+    import time
+
+    from audience.channels.repository import ConnectionsRepository
+    from audience.channels.secrets import SecretStore
+    from audience.errors import NotFoundError
+    from audience.providers.sandbox import StatusPoster
+
+    settings = get_settings()
+    connections, secrets = ConnectionsRepository(settings.orgs_table), SecretStore(settings.stage)
+
+    def signing_secret(connection_id: str) -> str | None:
+        try:
+            return secrets.get(connection_id).get("signing_secret")
+        except NotFoundError:
+            return None
+
+    return StatusPoster(settings.api_base_url, connections.find, signing_secret, now=time.time)
 
 
 @cache
@@ -344,6 +383,7 @@ def reset() -> None:
     broadcast_sender.cache_clear()
     broadcast_planner.cache_clear()
     broadcast_service.cache_clear()
+    sandbox_poster.cache_clear()
     if "audience.webhooks.ack" in sys.modules:
         sys.modules["audience.webhooks.ack"].reset()
     if "audience.imports.wiring" in sys.modules:

@@ -44,6 +44,8 @@ class Settings:
     graph_api_url: str = "https://graph.facebook.com"
     # The base of public links the product hands out (one-click unsubscribe in marketing email).
     api_base_url: str = ""
+    # Where sandbox connections queue the statuses of what they "sent".
+    sandbox_queue_url: str = ""
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -91,6 +93,7 @@ def get_settings() -> Settings:
         transactional_queue_url=os.environ.get("TRANSACTIONAL_QUEUE_URL", "").strip(),
         graph_api_url=_url("GRAPH_API_URL", "https://graph.facebook.com"),
         api_base_url=_url("API_BASE_URL", ""),
+        sandbox_queue_url=os.environ.get("SANDBOX_QUEUE_URL", "").strip(),
     )
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audience.channels.models import Connection
 
-Platform = Literal["whatsapp", "messenger", "instagram", "telegram", "ses", "sms", "custom", "webchat"]
+Platform = Literal["whatsapp", "messenger", "instagram", "telegram", "ses", "sms", "custom", "webchat", "sandbox"]
 Setting = str | int | list[str]
 
 
@@ -23,14 +23,16 @@ class ConnectionIn(BaseModel):
         description="Account settings of the platform (not secret): whatsapp `phone_number_id`, "
         "`business_account_id`, `display_phone_number`; messenger `page_id`; instagram `instagram_account_id`; "
         "telegram `bot_username`; ses `identity`, `configuration_set`, `topic_arns`; sms `origination_number`, "
-        "`topic_arns`. Platforms that send also take `messages_per_second` (1-1000; defaults: whatsapp 80, "
-        "messenger 40, instagram 20, telegram 30, ses 14, sms 1) and `daily_limit` (a daily cap on messages).",
+        "`topic_arns`; sandbox `channel` (the channel it plays). Platforms that send also take "
+        "`messages_per_second` (1-1000; defaults: whatsapp 80, messenger 40, instagram 20, telegram 30, ses 14, "
+        "sms 1, sandbox 80) and `daily_limit` (a daily cap on messages).",
     )
     secrets: dict[str, str] = Field(
         default_factory=dict,
         max_length=10,
         description="Stored in AWS Secrets Manager and never returned: whatsapp, messenger and instagram "
-        "`app_secret`, `verify_token`, `access_token`; telegram `bot_token`; custom and webchat `signing_secret`.",
+        "`app_secret`, `verify_token`, `access_token`; telegram `bot_token`; custom, webchat and sandbox "
+        "`signing_secret`.",
     )
 
 
@@ -127,3 +129,21 @@ class ConversationOut(BaseModel):
 
 class ConversationList(BaseModel):
     items: list[ConversationOut]
+
+
+class SandboxMessage(BaseModel):
+    id: str
+    at: str
+    channel: str
+    to: str
+    kind: str
+    fate: str = Field(description="What the sandbox does with it: failed, delivered or read")
+    text: str | None = None
+    template: dict[str, Any] | None = None
+    subject: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    unsubscribe_url: str | None = None
+
+
+class SandboxMessages(BaseModel):
+    items: list[SandboxMessage]

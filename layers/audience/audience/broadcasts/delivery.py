@@ -64,6 +64,7 @@ class Delivery:
         *,
         telegram_api_url: str,
         graph_api_url: str,
+        sandbox: Callable[[Connection], Provider] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._connections = connections
@@ -71,6 +72,7 @@ class Delivery:
         self._telegram = telegram_api_url
         self._graph = graph_api_url
         self._clock = clock
+        self._sandbox = sandbox
         self._cache: dict[tuple[str, str], tuple[float, Connection, Provider]] = {}
         self._lock = threading.Lock()
 
@@ -116,6 +118,8 @@ class Delivery:
             from audience.providers.ses import SesEmail
 
             return SesEmail(settings.get("configuration_set") or None)
+        if platform == "sandbox" and self._sandbox is not None:
+            return self._sandbox(connection)
         if platform == "sms":
             from audience.providers.sms import EndUserMessagingSms
 

@@ -15,6 +15,7 @@ status path share them.
 | rate window         | `O#{org}#B#{id}#W#{window}`     | `#W` (TTL)        |                                       |
 | pacing second       | `PACE#{connection}#{second}`    | `#P` (TTL)        |                                       |
 | daily cap           | `PACE#{connection}#D#{day}`     | `#P` (TTL)        |                                       |
+| sandbox message     | `O#{org}#SBX#{connection}`      | `{at}#{message}`  | (TTL 7 days)                          |
 | unsubscribe link    | `U#{token}`                     | `#U` (TTL 1 year) |                                       |
 
 `{s}` is a shard (0-15). A recipient's `{key}` is its contact id in a marketing broadcast and the send's id
@@ -97,3 +98,7 @@ def cap_pk(connection_id: str, day: str) -> str:
 
 def unsubscribe_pk(token: str) -> str:
     return f"U#{token}"
+
+
+def sandbox_pk(org_id: str, connection_id: str) -> str:
+    return f"O#{org_id}#SBX#{connection_id}"

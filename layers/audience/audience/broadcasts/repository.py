@@ -46,6 +46,7 @@ RECEIPT_RANK = {SENDING: 0, SENT: 1, DELIVERED: 2, READ: 3, FAILED: 4}
 COUNTED = ("pending", "sent", "delivered", "read", "failed", "skipped", "cancelled")
 IDEMPOTENCY_SECONDS = 24 * 3600
 UNSUBSCRIBE_SECONDS = 366 * 86400
+SANDBOX_SECONDS = 7 * 86400
 MESSAGE_SECONDS = 35 * 86400
 
 
@@ -801,6 +802,34 @@ class BroadcastsRepository:
         if item is None or int(item.get("expires_at", 0)) < now:
             return None
         return item
+
+    # -- sandbox messages -------------------------------------------------------------------------------
+
+    def record_sandbox(self, org_id: str, connection_id: str, message_id: str, data: dict[str, Any], at: str) -> None:
+        self._client.put_item(
+            TableName=self._table_name,
+            Item=serialize(
+                {
+                    "pk": keys.sandbox_pk(org_id, connection_id),
+                    "sk": f"{at}#{message_id}",
+                    "id": message_id,
+                    "at": at,
+                    "message": json.dumps(data),
+                    "expires_at": now_seconds() + SANDBOX_SECONDS,
+                }
+            ),
+        )
+
+    def sandbox_messages(self, org_id: str, connection_id: str, *, limit: int) -> list[dict[str, Any]]:
+        response = self._client.query(
+            TableName=self._table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=serialize({":pk": keys.sandbox_pk(org_id, connection_id)}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        items = [deserialize(i) for i in response["Items"]]
+        return [{"id": i["id"], "at": i["at"], **json.loads(i["message"])} for i in items]
 
     # -- helpers ----------------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from audience.broadcasts import keys, models
 from audience.broadcasts.delivery import Delivery, address
 from audience.broadcasts.planner import release_segments
 from audience.broadcasts.repository import BroadcastsRepository
-from audience.channels.models import PLATFORMS
 from audience.compliance.eligibility import EligibilityService
 from audience.contacts.models import Contact, Identity
 from audience.contacts.repository import ContactsRepository
@@ -160,7 +159,7 @@ class BroadcastService:
                 raise ValidationError.for_field(
                     f"channels[{i}].connection_id", template.connection_id, "is not a connection of this org"
                 ) from None
-            if PLATFORMS[connection.platform] != template.channel:
+            if connection.channel != template.channel:
                 raise ValidationError.for_field(
                     f"channels[{i}].connection_id",
                     template.connection_id,

@@ -21,10 +21,13 @@ PLATFORMS: dict[str, str] = {
     "sms": "sms",
     "custom": "custom",
     "webchat": "webchat",
+    "sandbox": "sandbox",  # plays the channel named in its settings (see Connection.channel)
 }
 META_PLATFORMS = frozenset({"whatsapp", "messenger", "instagram"})
 SNS_PLATFORMS = frozenset({"ses", "sms"})
-SIGNED_JSON_PLATFORMS = frozenset({"custom", "webchat"})
+SIGNED_JSON_PLATFORMS = frozenset({"custom", "webchat", "sandbox"})
+# The channels a sandbox connection can play.
+SANDBOX_CHANNELS = ("whatsapp", "messenger", "instagram", "telegram", "email", "sms")
 
 _DIGITS = re.compile(r"^[0-9]{1,32}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
@@ -67,6 +70,13 @@ SETTINGS: dict[str, dict[str, SettingRule]] = {
     "sms": {"origination_number": SettingRule(_E164, "the origination number in E.164", True, "sms")},
     "custom": {},
     "webchat": {},
+    "sandbox": {
+        "channel": SettingRule(
+            re.compile(r"^(whatsapp|messenger|instagram|telegram|email|sms)$"),
+            "the channel it plays: whatsapp, messenger, instagram, telegram, email or sms",
+            True,
+        ),
+    },
 }
 # Sending pace, per connection: messages per second (shared by every sender of the stack) and an optional
 # daily cap (a WhatsApp number's messaging tier, for instance). Defaults follow each platform's documented
@@ -74,7 +84,15 @@ SETTINGS: dict[str, dict[str, SettingRule]] = {
 # SES 14 msg/s (a production account's usual starting quota; raise it to the account's), End User
 # Messaging 1 msg/s (a long code's; short codes and toll-free numbers allow more).
 PACING_SETTINGS: dict[str, tuple[int, int]] = {"messages_per_second": (1, 1000), "daily_limit": (1, 100_000_000)}
-DEFAULT_RATE: dict[str, int] = {"whatsapp": 80, "messenger": 40, "instagram": 20, "telegram": 30, "ses": 14, "sms": 1}
+DEFAULT_RATE: dict[str, int] = {
+    "whatsapp": 80,
+    "messenger": 40,
+    "instagram": 20,
+    "telegram": 30,
+    "ses": 14,
+    "sms": 1,
+    "sandbox": 80,
+}
 SENDING_PLATFORMS = frozenset(DEFAULT_RATE)
 
 # Settings that are lists of SNS topic ARNs (SES and SMS events arrive through SNS).
@@ -96,6 +114,7 @@ SECRETS: dict[str, dict[str, tuple[bool, str]]] = {
 SECRETS["messenger"] = SECRETS["whatsapp"]
 SECRETS["instagram"] = SECRETS["whatsapp"]
 SECRETS["webchat"] = SECRETS["custom"]
+SECRETS["sandbox"] = SECRETS["custom"]
 # Secrets the product generates itself (never given by the caller).
 GENERATED_SECRETS = frozenset({"webhook_secret", "webhook_secret_pending"})
 
@@ -114,6 +133,8 @@ class Connection:
 
     @property
     def channel(self) -> str:
+        if self.platform == "sandbox":
+            return str(self.settings.get("channel") or "sandbox")
         return PLATFORMS[self.platform]
 
     def routes(self) -> list[tuple[str, str]]:

@@ -152,8 +152,8 @@ class InboundProcessor:
         elif platform in ("ses", "sms"):
             self._sns(payload, route, outcome)
             return
-        elif platform in ("custom", "webchat"):
-            events = parse.parse_custom(payload, route.connection_id, PLATFORMS[platform])
+        elif platform in ("custom", "webchat", "sandbox"):
+            events = parse.parse_custom(payload, route.connection_id, connection.channel)
         else:
             raise ValueError(f"unknown platform {platform!r}")
         for event in events:

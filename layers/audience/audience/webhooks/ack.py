@@ -47,7 +47,7 @@ _CUSTOM_SIGNATURE = re.compile(r"^v1=([0-9a-fA-F]{64})$")
 _META_OBJECTS = {"whatsapp_business_account": "whatsapp", "page": "messenger", "instagram": "instagram"}
 _META = frozenset({"whatsapp", "messenger", "instagram"})
 _SNS = frozenset({"ses", "sms"})
-_SIGNED_JSON = frozenset({"custom", "webchat"})
+_SIGNED_JSON = frozenset({"custom", "webchat", "sandbox"})
 
 
 @dataclass(frozen=True, slots=True)

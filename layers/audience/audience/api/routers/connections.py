@@ -19,6 +19,7 @@ from audience.api.channel_schemas import (
     InboundSettingsOut,
     MessageOut,
     MessagePage,
+    SandboxMessages,
 )
 from audience.api.deps import ContactId, OrgId
 from audience.contacts.repository import decode_cursor, encode_cursor
@@ -89,6 +90,24 @@ def register_telegram_webhook(org_id: OrgId, connection_id: ConnectionId, reques
     carry `X-Telegram-Bot-Api-Secret-Token`, and calls without it are refused. Telegram needs https."""
     connection = container.connection_service().register_telegram_webhook(org_id, connection_id, _base_url(request))
     return ConnectionOut.of(connection, _base_url(request))
+
+
+@router.get(
+    "/{connection_id}/sandbox-messages",
+    response_model=SandboxMessages,
+    response_model_exclude_none=True,
+    summary="What a sandbox connection sent",
+)
+def sandbox_messages(
+    org_id: OrgId, connection_id: ConnectionId, take: Annotated[int, Query(ge=1, le=100)] = 50
+) -> SandboxMessages:
+    """The latest messages a sandbox connection took (kept 7 days), newest first, as recipients would see
+    them. Their statuses arrive through the connection's webhook a second later."""
+    connection = container.connection_service().get(org_id, connection_id)
+    if connection.platform != "sandbox":
+        raise NotFoundError(f"connection {connection_id} is not a sandbox connection")
+    items = container.broadcasts_repository().sandbox_messages(org_id, connection_id, limit=take)
+    return SandboxMessages.model_validate({"items": items})
 
 
 # -- inbound settings ---------------------------------------------------------------------------------------
