@@ -187,7 +187,7 @@ class Planner:
                     contact, self._eligibility.request(channel, "marketing", senders[connection_id])
                 )
                 if not decision.allowed:
-                    name = f"excluded_{decision.reason}"
+                    name = f"excluded#{run}#{decision.reason}"  # per run: a run counts its own exclusions
                     deltas[name] = deltas.get(name, 0) + 1
                     continue
                 shard = keys.shard_of(contact_id)

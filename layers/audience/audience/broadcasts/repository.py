@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from audience import aws
+from audience import aws, ids
 from audience.broadcasts import keys
 from audience.contacts.repository import deserialize, serialize
 from audience.contacts.stream import write_all
@@ -438,24 +438,34 @@ class BroadcastsRepository:
         return found
 
     def put_recipients(self, rows: list[dict[str, Any]]) -> None:
-        """New rows of a transactional send (their keys are the send's own, so no other writer has them)."""
-        for start in range(0, len(rows), 25):
-            batch = [{"PutRequest": {"Item": serialize(r)}} for r in rows[start : start + 25]]
-            write_all(self._client, {self._table_name: batch})
+        """The rows of a transactional send; a row already written (by a call that stopped and is taken
+        over with the same idempotency key) is left as it is."""
+        for row in rows:
+            try:
+                self._client.put_item(
+                    TableName=self._table_name, Item=serialize(row), ConditionExpression="attribute_not_exists(pk)"
+                )
+            except ClientError as error:
+                if not _failed_condition(error):
+                    raise
 
-    def start_sending(self, item: dict[str, Any], at: str) -> dict[str, Any] | None:
-        """PENDING → SENDING, or SENDING → SENDING again when an earlier attempt stopped between claiming
-        the row and recording its result: that message may have left, so the row is marked as a possible
-        duplicate. The row after the move, or None when it is no longer as read (someone moved it)."""
+    def start_sending(self, item: dict[str, Any], at: str, *, now: int, lease: int) -> dict[str, Any] | None:
+        """Claim the row for one attempt, held for `lease` seconds (renewed before each provider call):
+        PENDING → SENDING, or SENDING → SENDING again when an earlier attempt's lease ran out before it
+        recorded a result (it stopped: its message may have left, so the row is marked as a possible
+        duplicate). The row after the move, or None when it is not as read or another attempt holds it."""
         status = item["status"]
         attempts = int(item.get("attempts", 0))
         flag = ", possible_duplicate = :true" if status == SENDING else ""
+        condition = "#st = :status AND (attribute_not_exists(attempts) OR attempts = :attempts)"
+        if status == SENDING:
+            condition += " AND (attribute_not_exists(lease_until) OR lease_until < :now)"
         try:
             response = self._client.update_item(
                 TableName=self._table_name,
                 Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
-                UpdateExpression=f"SET #st = :sending, attempts = :next, sending_at = :at{flag}",
-                ConditionExpression="#st = :status AND (attribute_not_exists(attempts) OR attempts = :attempts)",
+                UpdateExpression=f"SET #st = :sending, attempts = :next, sending_at = :at, lease_until = :lease{flag}",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#st": "status"},
                 ExpressionAttributeValues=serialize(
                     {
@@ -464,7 +474,8 @@ class BroadcastsRepository:
                         ":at": at,
                         ":status": status,
                         ":attempts": attempts,
-                        **({":true": True} if flag else {}),
+                        ":lease": now + lease,
+                        **({":true": True, ":now": now} if flag else {}),
                     }
                 ),
                 ReturnValues="ALL_NEW",
@@ -474,6 +485,31 @@ class BroadcastsRepository:
                 return None
             raise
         return deserialize(response["Attributes"])
+
+    def renew(self, item: dict[str, Any], *, now: int, lease: int) -> bool:
+        """Hold a claimed row `lease` more seconds (before another provider call); False if it was lost."""
+        try:
+            self._client.update_item(
+                TableName=self._table_name,
+                Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
+                UpdateExpression="SET lease_until = :lease",
+                ConditionExpression="#st = :sending AND attempts = :attempts",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues=serialize(
+                    {":lease": now + lease, ":sending": SENDING, ":attempts": int(item.get("attempts", 0))}
+                ),
+            )
+        except ClientError as error:
+            if _failed_condition(error):
+                return False
+            raise
+        return True
+
+    def row(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self._table_name, Key=serialize({"pk": pk, "sk": sk}), ConsistentRead=True
+        )
+        return deserialize(response["Item"]) if "Item" in response else None
 
     def release(self, item: dict[str, Any]) -> None:
         """SENDING → PENDING for a row whose send the provider refused for now (nothing left): the batch
@@ -697,34 +733,56 @@ class BroadcastsRepository:
     # -- transactional: idempotency keys and rate windows -------------------------------------------
 
     def begin_request(
-        self, org_id: str, broadcast_id: str, key: str, fingerprint: str, now: int
-    ) -> dict[str, Any] | None:
-        """Claim an idempotency key; None when this call owns it, else the record an earlier call left."""
+        self, org_id: str, broadcast_id: str, key: str, fingerprint: str, now: int, *, stale_after: int
+    ) -> tuple[bool, dict[str, Any]]:
+        """Claim an idempotency key: (True, record) when this call owns it (new, or an earlier call's that
+        stopped more than `stale_after` seconds ago without finishing: taken over with its `claim`, so its
+        send is picked up where it stopped), else (False, the record an earlier call left)."""
         pk = keys.idempotency_pk(org_id, broadcast_id, key)
+        record = {
+            "pk": pk,
+            "sk": keys.IDEMPOTENCY_SK,
+            "fingerprint": fingerprint,
+            "state": "in_progress",
+            "claim": ids.ulid(),  # names the send this claim makes (kept when a stopped call is taken over)
+            "started_at": now,
+            "held_at": now,
+            "expires_at": now + IDEMPOTENCY_SECONDS,
+        }
         try:
             self._client.put_item(
                 TableName=self._table_name,
-                Item=serialize(
-                    {
-                        "pk": pk,
-                        "sk": keys.IDEMPOTENCY_SK,
-                        "fingerprint": fingerprint,
-                        "state": "in_progress",
-                        "started_at": now,
-                        "expires_at": now + IDEMPOTENCY_SECONDS,
-                    }
-                ),
+                Item=serialize(record),
                 ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
                 ExpressionAttributeValues=serialize({":now": now}),
             )
-            return None
+            return True, record
         except ClientError as error:
             if not _failed_condition(error):
                 raise
         response = self._client.get_item(
             TableName=self._table_name, Key=serialize({"pk": pk, "sk": keys.IDEMPOTENCY_SK}), ConsistentRead=True
         )
-        return deserialize(response["Item"]) if "Item" in response else {}
+        found = deserialize(response["Item"]) if "Item" in response else {}
+        if found.get("state") != "in_progress" or found.get("fingerprint") != fingerprint:
+            return False, found
+        try:
+            response = self._client.update_item(
+                TableName=self._table_name,
+                Key=serialize({"pk": pk, "sk": keys.IDEMPOTENCY_SK}),
+                UpdateExpression="SET held_at = :now",
+                ConditionExpression="#s = :progress AND held_at < :stale",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues=serialize(
+                    {":now": now, ":progress": "in_progress", ":stale": now - stale_after}
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
+            return False, found
+        return True, deserialize(response["Attributes"])
 
     def complete_request(self, org_id: str, broadcast_id: str, key: str, status: int, body: dict[str, Any]) -> None:
         self._client.update_item(
@@ -867,7 +925,7 @@ class BroadcastsRepository:
 
 
 # What a cancelled run left on a row that is planned again.
-_RESET = "outcome, reason, error_code, error_title, possible_duplicate, attempts, cancelled_at, sending_at"
+_RESET = "outcome, reason, error_code, error_title, possible_duplicate, attempts, cancelled_at, sending_at, lease_until"
 
 
 def _fields(item: dict[str, Any]) -> list[str]:

@@ -46,6 +46,9 @@ logger = Logger(child=True)
 
 RETRIES = 3
 MAX_RATE_WAIT = 60.0
+# How long a claimed row is held for one provider call (renewed before each call). Another delivery of the
+# same batch waits for it instead of sending again; once it runs out, the attempt is taken to have stopped.
+LEASE_SECONDS = 30
 
 
 class BatchIncomplete(Exception):
@@ -146,16 +149,21 @@ class Sender:
         content = self.content(org_id, broadcast_id, summary["type"])
         rows = self._repo.recipients(org_id, broadcast_id, refs)
         contacts = self._contacts.get_many(org_id, {row["contact_id"] for row in rows.values()})
-        stopped = marketing and summary["status"] != "SENDING"
+        stopped = [marketing and summary["status"] != "SENDING"]
+
+        def cancelled() -> bool:
+            # Read before each message of a marketing run: nothing is claimed after a cancel is acknowledged.
+            if marketing and not stopped[0]:
+                stopped[0] = self._repo.summary(org_id, broadcast_id)["status"] != "SENDING"
+            return stopped[0]
+
         results: list[dict[str, Any]] = []
         incomplete = 0
         for ref in refs:
             row = rows.get(ref)
             if row is None:
                 continue  # deleted with its broadcast
-            if not stopped and marketing and results and len(results) % 10 == 0:
-                stopped = self._repo.summary(org_id, broadcast_id)["status"] != "SENDING"
-            ended = self._one(org_id, row, contacts.get(row["contact_id"]), content, stopped, deadline)
+            ended = self._one(org_id, row, contacts.get(row["contact_id"]), content, cancelled, deadline)
             if ended is None:
                 incomplete += 1
             else:
@@ -173,14 +181,26 @@ class Sender:
         row: dict[str, Any],
         contact: Contact | None,
         content: Content,
-        stopped: bool,
+        cancelled: Callable[[], bool],
         deadline: float,
     ) -> dict[str, Any] | None:
         """One recipient to its outcome; None when it is left for a later attempt."""
+        while row["status"] == r.SENDING and not row.get("outcome"):
+            # Whole seconds: the hold is over once the clock's second is past lease_until.
+            held = float(row.get("lease_until", 0)) + 1 - time.time()
+            if held <= 0:
+                break  # the attempt that claimed it stopped: claimed again below, as a possible duplicate
+            if time.time() + held >= deadline:
+                return None
+            self._sleep(held + 0.05)  # another delivery of this batch is sending it: see how that ends
+            fresh = self._repo.row(row["pk"], row["sk"])
+            if fresh is None:
+                return None
+            row = fresh
         if row.get("outcome") or row["status"] not in (r.PENDING, r.SENDING):
             return row
         now = clock.now_iso()
-        if stopped:
+        if cancelled():
             return self._repo.finish(row, r.CANCELLED, now, reason="the broadcast was cancelled")
         if contact is None:
             return self._repo.finish(row, r.SKIPPED, now, reason="contact_deleted")
@@ -219,10 +239,12 @@ class Sender:
         cap = connection.settings.get("daily_limit")
         if not self._pacer.acquire(connection.id, rate, int(cap) if cap else None, deadline):
             return None
-        claimed = self._repo.start_sending(row, now)
+        if cancelled():
+            return self._repo.finish(row, r.CANCELLED, clock.now_iso(), reason="the broadcast was cancelled")
+        claimed = self._repo.start_sending(row, now, now=int(time.time()), lease=LEASE_SECONDS)
         if claimed is None:
-            return None  # moved by someone else meanwhile; the batch is retried and sees where it is
-        result = self._send(provider, outbound, connection.id, deadline)
+            return None  # moved or held by another delivery meanwhile; the batch is retried and sees where it is
+        result = self._send(provider, outbound, claimed, connection.id, deadline)
         finished_at = clock.now_iso()
         if isinstance(result, Sent):
             self._repo.link_message(org_id, row["channel"], result.provider_message_id, claimed, int(time.time()))
@@ -305,9 +327,15 @@ class Sender:
             return {**result, "status": r.SENT, "provider_message_id": sent.provider_message_id}
         return {**result, "status": r.FAILED, "error_code": sent.code, "error_title": sent.title}
 
-    def _send(self, provider: Any, outbound: Any, connection_id: str, deadline: float) -> Sent | Failed:
+    def _send(
+        self, provider: Any, outbound: Any, claimed: dict[str, Any], connection_id: str, deadline: float
+    ) -> Sent | Failed:
         failures = 0
+        first = True
         while True:
+            if not first and not self._repo.renew(claimed, now=int(time.time()), lease=LEASE_SECONDS):
+                return Failed("retryable", "lease_lost", "another delivery took the recipient over")
+            first = False
             result = provider.send(outbound)
             if isinstance(result, Sent):
                 return result
@@ -316,6 +344,9 @@ class Sender:
                 self._pacer.slow_down(connection_id, wait)
                 if time.time() + wait >= deadline:
                     return result
+                # Hold the row through the wait too, so no other delivery takes it over meanwhile.
+                if not self._repo.renew(claimed, now=int(time.time()), lease=int(wait) + LEASE_SECONDS):
+                    return Failed("retryable", "lease_lost", "another delivery took the recipient over")
                 self._sleep(wait)
                 continue
             if result.kind == "permanent":

@@ -21,7 +21,8 @@ from audience import aws, clock, ids
 from audience.broadcasts import keys, models
 from audience.broadcasts.delivery import Delivery, address
 from audience.broadcasts.planner import release_segments
-from audience.broadcasts.repository import BroadcastsRepository
+from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
+from audience.broadcasts.sender import BatchIncomplete
 from audience.compliance.eligibility import EligibilityService
 from audience.contacts.models import Contact, Identity
 from audience.contacts.repository import ContactsRepository
@@ -35,6 +36,9 @@ DEFAULT_RATE_LIMIT = 100
 DEFAULT_RATE_PERIOD = 60
 MAX_SCHEDULE_DAYS = 365
 MAX_VARIABLES = 50
+# A call holding an Idempotency-Key this long without finishing is taken to have stopped: a retry with the
+# key takes its send over (rows already written are kept; a message already sent is not sent again).
+IN_PROGRESS_SECONDS = 120
 SUMMARY_FIELDS = ("name", "type", "status", "segment_ids", "audience_all", "scheduled_at", "rate_limit")
 
 
@@ -292,17 +296,22 @@ class BroadcastService:
             return self._send(org_id, summary, body)
         now = int(time.time())
         fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        earlier = self._repo.begin_request(org_id, broadcast_id, idempotency_key, fingerprint, now)
-        if earlier is not None:
-            if earlier.get("fingerprint") != fingerprint:
+        owned, record = self._repo.begin_request(
+            org_id, broadcast_id, idempotency_key, fingerprint, now, stale_after=IN_PROGRESS_SECONDS
+        )
+        if not owned:
+            if record.get("fingerprint") != fingerprint:
                 raise IdempotencyMismatch.for_field(
                     "Idempotency-Key", idempotency_key, "was already used with a different request body"
                 )
-            if earlier.get("state") == "done":
-                return int(earlier["http_status"]), json.loads(earlier["body"])
+            if record.get("state") == "done":
+                return int(record["http_status"]), json.loads(record["body"])
             raise ConflictError("a request with this Idempotency-Key is still being processed; retry shortly")
+        # The send's id comes from the key's claim: a call that takes over a stopped one continues its send,
+        # and a key used again after its record expired makes a new send.
+        send_id = "s" + ids.derived(f"{idempotency_key}:{record['claim']}")
         try:
-            status, answer = self._send(org_id, summary, body, send_id=f"s{ids.derived(idempotency_key)}")
+            status, answer = self._send(org_id, summary, body, send_id=send_id)
         except Exception:
             self._repo.release_request(org_id, broadcast_id, idempotency_key)
             raise
@@ -315,7 +324,7 @@ class BroadcastService:
         broadcast_id = summary["id"]
         content = self._repo.content(org_id, broadcast_id)
         templates = {c["channel"]: c for c in content.get("channels", [])}
-        wanted = body.get("template_ids") or list(templates)
+        wanted = list(dict.fromkeys(body.get("template_ids") or templates))
         for name in wanted:
             if name not in templates:
                 raise ValidationError.for_field(
@@ -398,7 +407,18 @@ class BroadcastService:
         if body.get("background"):
             aws.client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message))
             return 202, {"send_id": send_id, "contact_id": contact.id, "recipients": [_recipient_view(r) for r in rows]}
-        ended = self._send_now(message)
+        try:
+            ended = self._send_now(message)
+        except BatchIncomplete:
+            # The provider did not take it yet (a fault that outlasted the retries): it goes on in the
+            # background, as with background true, rather than being left half-done.
+            aws.client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message))
+            now_rows = self._repo.recipients(org_id, broadcast_id, [RecipientRef(shard, r["sk"]) for r in rows])
+            return 202, {
+                "send_id": send_id,
+                "contact_id": contact.id,
+                "recipients": [_recipient_view(r) for r in now_rows.values()],
+            }
         return 200, {"send_id": send_id, "contact_id": contact.id, "recipients": [_recipient_view(r) for r in ended]}
 
     def _take_rate(self, org_id: str, summary: dict[str, Any]) -> None:
@@ -452,7 +472,7 @@ class BroadcastService:
         summary = self._repo.summary(org_id, broadcast_id)
         content = self._repo.content(org_id, broadcast_id)
         templates = [c["channel"] for c in content.get("channels", [])]
-        wanted = body.get("template_ids") or templates
+        wanted = list(dict.fromkeys(body.get("template_ids") or templates))
         for name in wanted:
             if name not in templates:
                 raise ValidationError.for_field(
@@ -594,9 +614,9 @@ def _editable(summary: dict[str, Any], content: dict[str, Any]) -> dict[str, Any
     return data
 
 
-def stats(counters: dict[str, int]) -> dict[str, Any]:
+def stats(counters: dict[str, int], run: str | None = None) -> dict[str, Any]:
     """Analytics from the counters: every recipient once by where it is now, plus the cumulative view
-    (a read message was also delivered and sent)."""
+    (a read message was also delivered and sent); `excluded` counts the contacts the latest run left out."""
     total = counters.get("total", 0)
     read = counters.get("read", 0)
     delivered = counters.get("delivered", 0) + read
@@ -623,7 +643,9 @@ def stats(counters: dict[str, int]) -> dict[str, Any]:
         "read_pct": pct(read),
         "failed_pct": pct(counters.get("failed", 0)),
         "by_channel": {k.removeprefix("total_"): v for k, v in counters.items() if k.startswith("total_") and v},
-        "excluded": {k.removeprefix("excluded_"): v for k, v in counters.items() if k.startswith("excluded_") and v},
+        "excluded": {
+            k.removeprefix(f"excluded#{run}#"): v for k, v in counters.items() if k.startswith(f"excluded#{run}#") and v
+        },
     }
 
 
@@ -633,7 +655,7 @@ def _view(summary: dict[str, Any], content: dict[str, Any] | None, counters: dic
         view["channels"] = content.get("channels")
         view["properties"] = content.get("properties", [])
     if counters is not None:
-        view["stats"] = stats(counters)
+        view["stats"] = stats(counters, summary.get("run"))
     return view
 
 
