@@ -74,7 +74,8 @@ class _TooLarge(Exception):
 
 
 class RateLimitHeaders:
-    """ASGI middleware adding X-RateLimit-* headers from the request's rate window."""
+    """ASGI middleware adding X-RateLimit-* headers from the request's rate window, unless the response
+    already reports a limit of its own (a broadcast's send limit answering 429)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -89,6 +90,9 @@ class RateLimitHeaders:
             window = state.get("rate")
             if message["type"] == "http.response.start" and window is not None:
                 headers = list(message.get("headers") or [])
+                if any(name.lower() == b"x-ratelimit-limit" for name, _ in headers):
+                    await send(message)
+                    return
                 headers += [
                     (b"x-ratelimit-limit", str(window.limit).encode()),
                     (b"x-ratelimit-remaining", str(window.remaining).encode()),

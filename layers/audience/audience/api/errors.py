@@ -47,11 +47,12 @@ def _count(name: str) -> None:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    http_status: int, code: str, message: str, headers: dict[str, str] | None = None, /, **extra: Any
 ) -> JSONResponse:
+    """The error body; `extra` are the error's details (any names, `status` included)."""
     body: dict[str, Any] = {"code": code, "message": message}
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    return JSONResponse({"error": body}, status_code=http_status, headers=headers)
 
 
 def _domain_error(_: Request, error: Exception) -> JSONResponse:
