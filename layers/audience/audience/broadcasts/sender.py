@@ -75,33 +75,43 @@ class Content:
 @dataclass
 class Pacer:
     """Per-connection sending pace shared by every sender: a per-second slot item (and a daily one when the
-    connection has a cap) in the broadcasts table, taken a message at a time."""
+    connection has a cap) in the broadcasts table. A sender takes a tenth of a second's sends at a time and
+    spends them within that second (what is left when the second ends is dropped, never carried over)."""
 
     repo: BroadcastsRepository
     now: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     slowed: dict[str, float] = field(default_factory=dict)  # connection → until when it runs at half pace
+    held: dict[str, tuple[int, int]] = field(default_factory=dict)  # connection → (second, sends left)
 
     def acquire(self, connection_id: str, rate: int, daily_limit: int | None, deadline: float) -> bool:
-        """Wait for a slot; False when none came before `deadline` (or the daily cap is spent)."""
+        """Wait for a send; False when none came before `deadline` (or the daily cap is spent)."""
         if daily_limit is not None:
             day = time.strftime("%Y-%m-%d", time.gmtime(self.now()))
             if not self.repo.take_tokens(keys.cap_pk(connection_id, day), 1, daily_limit, int(self.now()) + 2 * 86400):
                 return False
         while True:
             moment = self.now()
+            second = int(moment)
+            held_second, left = self.held.get(connection_id, (0, 0))
+            if held_second == second and left > 0:
+                self.held[connection_id] = (second, left - 1)
+                return True
             limit = rate
             if self.slowed.get(connection_id, 0) > moment:
                 limit = max(1, rate // 2)
-            second = int(moment)
-            if self.repo.take_tokens(keys.pace_pk(connection_id, second), 1, limit, second + 120):
-                return True
+            pk = keys.pace_pk(connection_id, second)
+            for wanted in dict.fromkeys((max(1, limit // 10), 1)):
+                if self.repo.take_tokens(pk, wanted, limit, second + 120):
+                    self.held[connection_id] = (second, wanted - 1)
+                    return True
             if moment >= deadline:
                 return False
             self.sleep(max(0.001, second + 1 - moment))
 
     def slow_down(self, connection_id: str, seconds: float) -> None:
         self.slowed[connection_id] = self.now() + max(seconds, 1.0) + 30.0
+        self.held.pop(connection_id, None)
 
 
 class Sender:
