@@ -216,26 +216,41 @@ class BroadcastService:
             raise ValidationError.for_field(
                 "segment_ids", None, "choose the audience first: segment_ids, or audience_all true for every contact"
             )
-        for segment_id in summary.get("segment_ids") or []:
-            self._segments.lock(org_id, segment_id, broadcast_id, summary["name"], target)
-        run = ids.ulid()
-        moved = self._repo.move(
-            org_id,
-            broadcast_id,
-            expected=[summary["status"]],
-            changes={"status": target, "scheduled_at": when, "run": run, "updated_at": clock.now_iso()},
-            remove=["error", "finished_at"],
-        )
-        if moved is None:
-            raise ConflictError(f"broadcast {broadcast_id} changed meanwhile; read it again and retry")
+        locked: list[str] = []
         try:
-            aws.client("stepfunctions").start_execution(
-                stateMachineArn=self._state_machine,
-                name=f"{broadcast_id}-{run}",
-                input=json.dumps({"org_id": org_id, "broadcast_id": broadcast_id, "run": run, "scheduled_at": when}),
+            for segment_id in summary.get("segment_ids") or []:
+                try:
+                    self._segments.lock(org_id, segment_id, broadcast_id, summary["name"], target)
+                except NotFoundError:
+                    raise ValidationError.for_field(
+                        "segment_ids", segment_id, "was deleted since the broadcast was written: edit its audience"
+                    ) from None
+                locked.append(segment_id)
+            run = ids.ulid()
+            moved = self._repo.move(
+                org_id,
+                broadcast_id,
+                expected=[summary["status"]],
+                changes={"status": target, "scheduled_at": when, "run": run, "updated_at": clock.now_iso()},
+                remove=["error", "finished_at", "cancelled_at", "sending_started_at"],
             )
+            if moved is None:
+                raise ConflictError(f"broadcast {broadcast_id} changed meanwhile; read it again and retry")
+            try:
+                aws.client("stepfunctions").start_execution(
+                    stateMachineArn=self._state_machine,
+                    name=f"{broadcast_id}-{run}",
+                    input=json.dumps(
+                        {"org_id": org_id, "broadcast_id": broadcast_id, "run": run, "scheduled_at": when}
+                    ),
+                )
+            except Exception:
+                self._repo.move(org_id, broadcast_id, expected=[target], changes={"status": summary["status"]}, run=run)
+                raise
         except Exception:
-            self._repo.move(org_id, broadcast_id, expected=[target], changes={"status": summary["status"]}, run=run)
+            # Nothing was scheduled: the segments it locked are free again.
+            for segment_id in locked:
+                self._segments.unlock(org_id, segment_id, broadcast_id)
             raise
         return self.get(org_id, broadcast_id)
 
