@@ -4,44 +4,59 @@ API played by a local stand-in that the real Telegram adapter sends through."""
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.channels import BotApiStub, Tenant, module_stack, new_tenant
+from tests.channels import BotApiStub, Tenant
+from tests.integration.channels import conftest as channels
+
+# The module-scoped stack, Bot API stand-in, app and tenants of the channel tests: the same fixtures.
+bot_api, stack, app, org, other_org = channels.bot_api, channels.stack, channels.app, channels.org, channels.other_org
 
 _bots = itertools.count(100000)
 
 
 @pytest.fixture(scope="module")
-def bot_api() -> Iterator[BotApiStub]:
-    stub = BotApiStub()
-    yield stub
-    stub.close()
+def api_server(stack: Any) -> Iterator[str]:
+    """The stack's HTTP API on a real port, as `make dev` serves it (sandbox statuses are posted to it)."""
+    import uvicorn
 
-
-@pytest.fixture(scope="module")
-def stack(bot_api: BotApiStub) -> Iterator[Any]:
-    with module_stack(bot_api) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def app(stack: Any) -> Any:
-    from audience.api.app import create_app
-
-    return create_app()
-
-
-@pytest.fixture
-def org(app: Any) -> Tenant:
-    return new_tenant(app, "Acme", "ID")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(stack.http_app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(5)
 
 
 @pytest.fixture
-def other_org(app: Any) -> Tenant:
-    return new_tenant(app, "Globex", "US")
+def live_api(api_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """API_BASE_URL pointed at the live server, for sandbox statuses and unsubscribe links."""
+    from audience import container
+
+    monkeypatch.setenv("API_BASE_URL", api_server)
+    container.reset()
+    yield api_server
+    container.reset()
+
+
+def drain_with_sandbox(stack: Any, rounds: int = 4, timeout: float = 300) -> None:
+    """Drain until the sandbox's statuses (queued a second after each message) are posted and applied."""
+    for _ in range(rounds):
+        stack.drain(timeout=timeout)
+        time.sleep(1.2)
+    stack.drain(timeout=timeout)
 
 
 @pytest.fixture(autouse=True)

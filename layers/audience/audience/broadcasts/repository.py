@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from audience import aws, ids
 from audience.broadcasts import keys
-from audience.contacts.repository import deserialize, serialize
+from audience.contacts.repository import add_op, deserialize, query_all, serialize
 from audience.contacts.stream import write_all
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError
 
@@ -387,27 +387,8 @@ class BroadcastsRepository:
     ) -> bool:
         """Record the batch as planned and add its recipients to the counters, once; False when the batch
         was already recorded (by an earlier attempt)."""
-        pk = keys.broadcast_pk(org_id, broadcast_id)
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table_name,
-                            "Item": serialize(
-                                {"pk": pk, "sk": f"{keys.PLANNED_PREFIX}{batch}", "message": json.dumps(message)}
-                            ),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    self._counter_op(org_id, broadcast_id, keys.shard_of(batch), deltas),
-                ]
-            )
-        except ClientError as error:
-            if _cancelled_by_condition(error):
-                return False
-            raise
-        return True
+        item = {"sk": f"{keys.PLANNED_PREFIX}{batch}", "message": json.dumps(message)}
+        return self._record_once(org_id, broadcast_id, item, deltas, keys.shard_of(batch))
 
     # -- recipients ------------------------------------------------------------------------------------
 
@@ -582,25 +563,8 @@ class BroadcastsRepository:
 
     def tally(self, org_id: str, broadcast_id: str, batch: str, deltas: dict[str, int]) -> bool:
         """Record the batch as sent and move its counts, once; False when it was already tallied."""
-        pk = keys.broadcast_pk(org_id, broadcast_id)
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table_name,
-                            "Item": serialize({"pk": pk, "sk": f"{keys.TALLY_PREFIX}{batch}", "deltas": deltas}),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    self._counter_op(org_id, broadcast_id, keys.shard_of(batch), deltas),
-                ]
-            )
-        except ClientError as error:
-            if _cancelled_by_condition(error):
-                return False
-            raise
-        return True
+        item = {"sk": f"{keys.TALLY_PREFIX}{batch}", "deltas": deltas}
+        return self._record_once(org_id, broadcast_id, item, deltas, keys.shard_of(batch))
 
     def list_recipients(
         self, org_id: str, broadcast_id: str, *, status: str | None, after: tuple[int, str] | None, limit: int
@@ -892,29 +856,37 @@ class BroadcastsRepository:
     # -- helpers ----------------------------------------------------------------------------------------
 
     def _counter_op(self, org_id: str, broadcast_id: str, shard: int, deltas: dict[str, int]) -> dict[str, Any]:
-        moves = {name: delta for name, delta in deltas.items() if delta}
-        if not moves:
-            moves = {"batches": 0}
-        names = {f"#c{i}": name for i, name in enumerate(moves)}
-        values = {f":c{i}": delta for i, delta in enumerate(moves.values())}
-        return {
-            "Update": {
-                "TableName": self._table_name,
-                "Key": serialize({"pk": keys.broadcast_pk(org_id, broadcast_id), "sk": keys.counter_sk(shard)}),
-                "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": serialize(values),
-            }
-        }
+        moves = {name: delta for name, delta in deltas.items() if delta} or {"batches": 0}
+        return add_op(
+            self._table_name, {"pk": keys.broadcast_pk(org_id, broadcast_id), "sk": keys.counter_sk(shard)}, moves
+        )
 
     def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self._client.query(TableName=self._table_name, **kwargs)
-            items.extend(deserialize(i) for i in response["Items"])
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return query_all(self._client, self._table_name, **kwargs)
+
+    def _record_once(
+        self, org_id: str, broadcast_id: str, item: dict[str, Any], deltas: dict[str, int], shard: int
+    ) -> bool:
+        """Put a marker item and add `deltas` to a counter shard in one transaction, once: False when the
+        marker was already there (an earlier attempt recorded it)."""
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table_name,
+                            "Item": serialize({"pk": keys.broadcast_pk(org_id, broadcast_id), **item}),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    self._counter_op(org_id, broadcast_id, shard, deltas),
+                ]
+            )
+        except ClientError as error:
+            if _cancelled_by_condition(error):
+                return False
+            raise
+        return True
 
     def iter_batches(self, org_id: str, broadcast_id: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Batch markers (`Q#` planned or `T#` tallied), for checks and recounts."""

@@ -114,6 +114,32 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(_DESERIALIZER.deserialize(v)) for k, v in item.items()}
 
 
+def query_all(client: Any, table_name: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item a query returns, page after page, deserialized."""
+    items: list[dict[str, Any]] = []
+    while True:
+        response = client.query(TableName=table_name, **kwargs)
+        items.extend(deserialize(i) for i in response["Items"])
+        if "LastEvaluatedKey" not in response:
+            return items
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def add_op(table_name: str, key: dict[str, Any], deltas: dict[str, int]) -> dict[str, Any]:
+    """A transaction's Update that ADDs `deltas` to the counters of the item at `key`."""
+    names = {f"#c{i}": name for i, name in enumerate(deltas)}
+    values = {f":c{i}": delta for i, delta in enumerate(deltas.values())}
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": serialize(key),
+            "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": serialize(values),
+        }
+    }
+
+
 def contact_to_item(contact: Contact) -> dict[str, Any]:
     shard = keys.shard_of(contact.id)
     return {

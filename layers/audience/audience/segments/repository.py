@@ -43,7 +43,7 @@ from botocore.exceptions import ClientError
 from audience import aws, ids
 from audience.contacts import keys
 from audience.contacts.models import Contact
-from audience.contacts.repository import contact_from_item, deserialize, serialize
+from audience.contacts.repository import add_op, contact_from_item, deserialize, query_all, serialize
 from audience.errors import ConflictError, NotFoundError, ValidationError
 from audience.segments.history import ALL, ANY, Bucket, Event
 from audience.segments.models import (
@@ -639,26 +639,10 @@ class SegmentsRepository:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _counter_update(self, org_id: str, shard: int, deltas: dict[str, int]) -> dict[str, Any]:
-        names = {f"#c{i}": name for i, name in enumerate(deltas)}
-        values = {f":c{i}": delta for i, delta in enumerate(deltas.values())}
-        return {
-            "Update": {
-                "TableName": self._table_name,
-                "Key": serialize({"pk": keys.counters_pk(org_id, shard), "sk": keys.COUNTERS_SK}),
-                "UpdateExpression": "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True)),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": serialize(values),
-            }
-        }
+        return add_op(self._table_name, {"pk": keys.counters_pk(org_id, shard), "sk": keys.COUNTERS_SK}, deltas)
 
     def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self._client.query(TableName=self._table_name, **kwargs)
-            items.extend(deserialize(i) for i in response["Items"])
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return query_all(self._client, self._table_name, **kwargs)
 
 
 _EVALUATED = (keys.CONTACT_SK, MEMBER_PREFIX, COUNT_PREFIX, EVENT_PREFIX)
