@@ -3,52 +3,14 @@ their statuses posted back through the real webhook path (a real HTTP server in 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.channels import CUSTOM_SECRET, connect
+from tests.integration.broadcasts.conftest import drain_with_sandbox
 
-
-@pytest.fixture(scope="module")
-def api_server(stack: Any) -> Iterator[str]:
-    """The stack's HTTP API on a real port, as `make dev` serves it."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(stack.http_app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
-
-
-@pytest.fixture(autouse=True)
-def _links(api_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from audience import container
-
-    monkeypatch.setenv("API_BASE_URL", api_server)
-    container.reset()
-    yield
-    container.reset()
-
-
-def _drain(stack: Any) -> None:
-    """Drain until the sandbox's delayed statuses are posted and applied too."""
-    for _ in range(4):
-        stack.drain()
-        time.sleep(1.2)
-    stack.drain()
+pytestmark = pytest.mark.usefixtures("live_api")
 
 
 def test_a_broadcast_through_the_sandbox_gets_realistic_statuses(stack: Any, org: Any) -> None:
@@ -72,7 +34,7 @@ def test_a_broadcast_through_the_sandbox_gets_realistic_statuses(stack: Any, org
     }
     broadcast = org.client.post("/orgs/c/broadcasts", json=body).json()
     assert org.client.post(f"/orgs/c/broadcasts/{broadcast['id']}/schedule", json={}).status_code == 200
-    _drain(stack)
+    drain_with_sandbox(stack)
 
     expected = {p.removeprefix("+"): fate(p.removeprefix("+")) for p in phones}
     rows = org.client.get(f"/orgs/c/broadcasts/{broadcast['id']}/recipients", params={"take": 100}).json()["items"]
