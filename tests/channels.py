@@ -192,6 +192,16 @@ def dead_letters(stack: Any) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
+def respond(handler: BaseHTTPRequestHandler, status: int, answer: dict[str, Any]) -> None:
+    """Write `answer` as a JSON response with `status` (for the stand-in servers below)."""
+    data = json.dumps(answer).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class BotApiStub:
     """A stand-in Telegram Bot API on 127.0.0.1: records every call, answers setWebhook like Telegram
     (`refuse = True` answers as Telegram does for a revoked bot token: 401 Unauthorized) and sendMessage
@@ -215,13 +225,7 @@ class BotApiStub:
                     body = json.loads(raw or b"{}")
                 except ValueError:
                     body = {"_raw": raw.decode("latin-1")}
-                status, answer = stub.answer(self.path, body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                respond(self, *stub.answer(self.path, body))
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
@@ -304,12 +308,7 @@ class GraphStub:
                             "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
                             "messages": [{"id": f"wamid.TEST{stub._next:08d}"}],
                         }
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                respond(self, status, answer)
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return

@@ -89,33 +89,28 @@ class BroadcastsRepository:
     # -- broadcasts ---------------------------------------------------------------------------------
 
     def create(self, summary: dict[str, Any], content: dict[str, Any]) -> None:
-        org_id, broadcast_id = summary["org_id"], summary["id"]
-        pk = keys.broadcast_pk(org_id, broadcast_id)
         self._client.transact_write_items(
             TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self._table_name,
-                        "Item": serialize(
-                            {
-                                **summary,
-                                "pk": pk,
-                                "sk": keys.SUMMARY_SK,
-                                "gsi1pk": keys.list_partition(org_id),
-                                "gsi1sk": f"{summary['created_at']}#{broadcast_id}",
-                            }
-                        ),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table_name,
-                        "Item": serialize({"pk": pk, "sk": keys.CONTENT_SK, "content": json.dumps(content)}),
-                    }
-                },
+                {"Put": {**self._summary_put(summary), "ConditionExpression": "attribute_not_exists(pk)"}},
+                self._content_put(summary, content),
             ]
         )
+
+    def _summary_put(self, summary: dict[str, Any]) -> dict[str, Any]:
+        org_id, broadcast_id = summary["org_id"], summary["id"]
+        item = {
+            **summary,
+            "pk": keys.broadcast_pk(org_id, broadcast_id),
+            "sk": keys.SUMMARY_SK,
+            "gsi1pk": keys.list_partition(org_id),
+            "gsi1sk": f"{summary['created_at']}#{broadcast_id}",
+        }
+        return {"TableName": self._table_name, "Item": serialize(item)}
+
+    def _content_put(self, summary: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
+        pk = keys.broadcast_pk(summary["org_id"], summary["id"])
+        item = {"pk": pk, "sk": keys.CONTENT_SK, "content": json.dumps(content)}
+        return {"Put": {"TableName": self._table_name, "Item": serialize(item)}}
 
     def head(self, org_id: str, broadcast_id: str, *, consistent: bool = True) -> dict[str, Any]:
         """Summary, content and counters of a broadcast in one query: {"summary", "content", "counters"}."""
@@ -187,35 +182,14 @@ class BroadcastsRepository:
 
     def replace(self, summary: dict[str, Any], content: dict[str, Any], *, expected_version: int) -> None:
         """Rewrite a draft's summary and content; ConcurrentUpdateError when it changed or left DRAFT."""
-        pk = keys.broadcast_pk(summary["org_id"], summary["id"])
+        guarded = {
+            **self._summary_put(summary),
+            "ConditionExpression": "version = :v AND #st = :draft",
+            "ExpressionAttributeNames": {"#st": "status"},
+            "ExpressionAttributeValues": serialize({":v": expected_version, ":draft": "DRAFT"}),
+        }
         try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table_name,
-                            "Item": serialize(
-                                {
-                                    **summary,
-                                    "pk": pk,
-                                    "sk": keys.SUMMARY_SK,
-                                    "gsi1pk": keys.list_partition(summary["org_id"]),
-                                    "gsi1sk": f"{summary['created_at']}#{summary['id']}",
-                                }
-                            ),
-                            "ConditionExpression": "version = :v AND #st = :draft",
-                            "ExpressionAttributeNames": {"#st": "status"},
-                            "ExpressionAttributeValues": serialize({":v": expected_version, ":draft": "DRAFT"}),
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table_name,
-                            "Item": serialize({"pk": pk, "sk": keys.CONTENT_SK, "content": json.dumps(content)}),
-                        }
-                    },
-                ]
-            )
+            self._client.transact_write_items(TransactItems=[{"Put": guarded}, self._content_put(summary, content)])
         except ClientError as error:
             if _cancelled_by_condition(error):
                 raise ConcurrentUpdateError(
