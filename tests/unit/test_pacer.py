@@ -73,5 +73,3 @@ def test_the_daily_cap_stops_sends_and_the_deadline_ends_the_wait() -> None:
     slots2.used[key] = 5
     assert busy.acquire("ch_z", 5, None, deadline=clock2.t) is False  # full second, no time to wait
     assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 5) is True  # the next second has room
-
-
