@@ -48,6 +48,7 @@ BODIES = {
     ("PUT", "/orgs/{org_id}/inbound-settings"): {"opt_out_keywords": ["BERHENTI"]},
     ("PATCH", "/orgs/{org_id}/broadcasts/{broadcast_id}"): {"name": "mine now"},
     ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/send"): {"email": "victim@x.io"},
+    ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/test"): {"email": "victim@x.io"},
     ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/schedule"): {},
 }
 QUERIES = {
