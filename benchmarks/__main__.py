@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from benchmarks import (
+    broadcast_send,
     cold_start,
     import_e2e,
     import_memory,
@@ -53,6 +54,7 @@ BENCHMARKS = [
     Benchmark("import_writes", import_writes),
     Benchmark("import_e2e", import_e2e),
     Benchmark("webhook_ack", webhook_ack),
+    Benchmark("broadcast_send", broadcast_send),
 ]
 
 
