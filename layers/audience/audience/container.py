@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -350,7 +351,9 @@ def broadcast_service() -> BroadcastService:
         delivery=delivery(),
         state_machine_arn=_required(settings.broadcast_state_machine, "BROADCAST_STATE_MACHINE"),
         transactional_queue_url=_required(settings.transactional_queue_url, "TRANSACTIONAL_QUEUE_URL"),
-        send_now=lambda message: broadcast_sender().process(message),
+        # A waiting send gives the provider 20 s (the API answers within its 30 s timeout); what is not taken
+        # by then goes on in the background.
+        send_now=lambda message: broadcast_sender().process(message, deadline=time.time() + 20),
         send_test=lambda *args: broadcast_sender().test(*args),
         record_consent=consent_service().record,
     )

@@ -707,3 +707,19 @@ def test_a_key_reused_after_it_expired_is_a_new_send(org: Tenant, bot_api: BotAp
     assert second.json()["send_id"] != first.json()["send_id"]
     assert len(recipients(org, broadcast_id)) == 2
     assert stats(org, broadcast_id)["sent"] == 2
+
+
+def test_a_waiting_send_does_not_outwait_the_api(org: Tenant, bot_api: BotApiStub, stack: Any) -> None:
+    """Telegram asks for 30 s: longer than a waiting call may take, so it goes on in the background."""
+    broadcast_id, token, _ = setup(org)
+    bot_api.faults.append(
+        (429, {"ok": False, "error_code": 429, "description": "Too Many Requests", "parameters": {"retry_after": 30}})
+    )
+    started = time.monotonic()
+    answer = send(org, broadcast_id)
+    assert time.monotonic() - started < 10
+    assert answer.status_code == 202, answer.text
+    assert [r["status"] for r in answer.json()["recipients"]] == ["PENDING"]
+    stack.drain()
+    assert [r["status"] for r in recipients(org, broadcast_id)] == ["SENT"]
+    assert len(bot_api.sent(token)) == 1
