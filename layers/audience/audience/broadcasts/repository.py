@@ -444,15 +444,19 @@ class BroadcastsRepository:
 
     def renew(self, item: dict[str, Any], *, now: int, lease: int) -> bool:
         """Hold a claimed row `lease` more seconds (before another provider call); False if it was lost."""
+        return self._update_held(item, "SET lease_until = :lease", {":lease": now + lease})
+
+    def _update_held(self, item: dict[str, Any], expression: str, values: dict[str, Any]) -> bool:
+        """Update a row still SENDING under the attempt that claimed it; False when it is not any more."""
         try:
             self._client.update_item(
                 TableName=self._table_name,
                 Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
-                UpdateExpression="SET lease_until = :lease",
+                UpdateExpression=expression,
                 ConditionExpression="#st = :sending AND attempts = :attempts",
                 ExpressionAttributeNames={"#st": "status"},
                 ExpressionAttributeValues=serialize(
-                    {":lease": now + lease, ":sending": SENDING, ":attempts": int(item.get("attempts", 0))}
+                    {**values, ":sending": SENDING, ":attempts": int(item.get("attempts", 0))}
                 ),
             )
         except ClientError as error:
@@ -470,20 +474,7 @@ class BroadcastsRepository:
     def release(self, item: dict[str, Any]) -> None:
         """SENDING → PENDING for a row whose send the provider refused for now (nothing left): the batch
         is retried later without counting a duplicate."""
-        try:
-            self._client.update_item(
-                TableName=self._table_name,
-                Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
-                UpdateExpression="SET #st = :pending",
-                ConditionExpression="#st = :sending AND attempts = :attempts",
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues=serialize(
-                    {":pending": PENDING, ":sending": SENDING, ":attempts": int(item.get("attempts", 0))}
-                ),
-            )
-        except ClientError as error:
-            if not _failed_condition(error):
-                raise
+        self._update_held(item, "SET #st = :pending", {":pending": PENDING})
 
     def finish(self, item: dict[str, Any], outcome: str, at: str, **fields: Any) -> dict[str, Any]:
         """Record the sender's outcome. From SENDING (or PENDING for a recipient skipped or cancelled

@@ -161,9 +161,10 @@ class Sender:
         contacts = self._contacts.get_many(org_id, {row["contact_id"] for row in rows.values()})
         stopped = [marketing and summary["status"] != "SENDING"]
 
-        def cancelled() -> bool:
-            # Read before each message of a marketing run: nothing is claimed after a cancel is acknowledged.
-            if marketing and not stopped[0]:
+        def cancelled(read: bool = True) -> bool:
+            # Read once per message of a marketing run, just before its row is claimed: nothing is claimed
+            # after a cancel is acknowledged. Earlier checks use what the last read found.
+            if read and marketing and not stopped[0]:
                 stopped[0] = self._repo.summary(org_id, broadcast_id)["status"] != "SENDING"
             return stopped[0]
 
@@ -191,7 +192,7 @@ class Sender:
         row: dict[str, Any],
         contact: Contact | None,
         content: Content,
-        cancelled: Callable[[], bool],
+        cancelled: Callable[..., bool],
         deadline: float,
     ) -> dict[str, Any] | None:
         """One recipient to its outcome; None when it is left for a later attempt."""
@@ -210,7 +211,7 @@ class Sender:
         if row.get("outcome") or row["status"] not in (r.PENDING, r.SENDING):
             return row
         now = clock.now_iso()
-        if cancelled():
+        if cancelled(read=False):
             return self._repo.finish(row, r.CANCELLED, now, reason="the broadcast was cancelled")
         if contact is None:
             return self._repo.finish(row, r.SKIPPED, now, reason="contact_deleted")
