@@ -1,21 +1,40 @@
-"""The sending pace shared by every sender of a connection: never more than the rate in any second."""
+"""The sending schedule shared by every sender of a connection: sends evenly spaced, never more than the
+rate in any rolling second, however many senders share it."""
 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
-from audience.broadcasts.sender import Pacer
+from audience.broadcasts.sender import JITTER_ALLOWANCE, Pacer
 
 
-class Slots:
-    """take_tokens as the broadcasts table answers it (a conditional ADD per slot item)."""
+class Schedule:
+    """The pacing items as the broadcasts table answers them: reserve_pace and hold_pace as the conditional
+    updates of the schedule item, take_tokens as the conditional ADD of a daily cap."""
 
     def __init__(self) -> None:
+        self.tat: dict[str, int] = {}
         self.used: Counter[str] = Counter()
         self.calls = 0
 
-    def take_tokens(self, pk: str, wanted: int, limit: int, expires_at: int) -> bool:
+    def reserve_pace(
+        self, pk: str, span_us: int, soonest_us: int, horizon_us: int, expires_at: int, *, idle: bool = False
+    ) -> tuple[bool, int]:
         self.calls += 1
+        booked = self.tat.get(pk)
+        if booked is not None and soonest_us <= booked <= soonest_us + horizon_us:
+            self.tat[pk] = booked + span_us
+            return True, booked
+        if booked is not None and booked >= soonest_us:
+            return False, booked
+        self.tat[pk] = soonest_us + span_us
+        return True, soonest_us
+
+    def hold_pace(self, pk: str, until_us: int, expires_at: int) -> None:
+        self.tat[pk] = max(self.tat.get(pk, 0), until_us)
+
+    def take_tokens(self, pk: str, wanted: int, limit: int, expires_at: int) -> bool:
         if self.used[pk] + wanted > limit:
             return False
         self.used[pk] += wanted
@@ -33,43 +52,90 @@ class Clock:
         self.t += seconds
 
 
-def _pacers(slots: Slots, clock: Clock, n: int) -> list[Pacer]:
-    return [Pacer(slots, now=clock.now, sleep=clock.sleep) for _ in range(n)]  # type: ignore[arg-type]
+def _pacers(schedule: Schedule, clock: Clock, n: int) -> list[Pacer]:
+    return [Pacer(schedule, now=clock.now, sleep=clock.sleep) for _ in range(n)]  # type: ignore[arg-type]
 
 
-def test_three_senders_share_one_rate_and_never_exceed_it() -> None:
-    slots, clock = Slots(), Clock()
-    pacers = _pacers(slots, clock, 3)
-    sends: Counter[int] = Counter()
-    for i in range(600):
-        pacer = pacers[i % 3]
+def _busiest_rolling_second(times: list[float]) -> int:
+    times = sorted(times)
+    busiest, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] <= t - 1.0:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
+def test_three_senders_share_one_rate_evenly_spaced() -> None:
+    """Three concurrent senders, each with its own clock; the one whose clock is earliest goes next."""
+    schedule = Schedule()
+    clocks = [Clock() for _ in range(3)]
+    pacers = [Pacer(schedule, now=c.now, sleep=c.sleep) for c in clocks]  # type: ignore[arg-type]
+    sent: list[float] = []
+    for _ in range(800):
+        i = min(range(3), key=lambda k: clocks[k].t)
+        assert pacers[i].acquire("ch_x", 80, None, deadline=clocks[i].t + 60)
+        sent.append(clocks[i].t)
+        clocks[i].t += 0.004  # the provider call takes a few milliseconds
+    assert _busiest_rolling_second(sent) <= 80
+    # And no idle capacity: 800 sends take 10 s at 80/s, plus the jitter allowance and a booking's slack.
+    span = max(sent) - min(sent)
+    assert 800 / 80 <= span <= 800 / 80 * (1 + JITTER_ALLOWANCE) + 0.5
+    # The schedule is booked eight slots at a time (a tenth of the rate), not one request per message.
+    assert schedule.calls <= 800 / 8 + 10
+
+
+def test_a_sender_that_went_idle_does_not_spend_its_stale_slots_in_a_burst() -> None:
+    schedule, clock = Schedule(), Clock()
+    (pacer,) = _pacers(schedule, clock, 1)
+    assert pacer.acquire("ch_x", 80, None, deadline=clock.t + 60)  # books 8, uses 1
+    clock.t += 5.0
+    sent = []
+    for _ in range(20):
         assert pacer.acquire("ch_x", 80, None, deadline=clock.t + 60)
-        sends[int(clock.t)] += 1
-        clock.t += 0.001  # sending takes a millisecond
-    assert max(sends.values()) <= 80
-    assert sum(sends.values()) == 600
-    # Tokens are taken eight at a time (a tenth of the rate), not one request per message.
-    assert slots.calls < 600 / 4
+        sent.append(clock.t)
+    gaps = [b - a for a, b in pairwise(sent)]
+    assert min(gaps) >= 1 / 80
 
 
-def test_a_slowed_connection_runs_at_half_rate_for_a_while() -> None:
-    slots, clock = Slots(), Clock()
-    (pacer,) = _pacers(slots, clock, 1)
-    pacer.slow_down("ch_x", 1.0)
-    sends: Counter[int] = Counter()
-    for _ in range(200):
-        assert pacer.acquire("ch_x", 80, None, deadline=clock.t + 60)
-        sends[int(clock.t)] += 1
-    assert max(sends.values()) <= 40
+def test_a_rate_limited_answer_holds_every_sender_then_slows_this_one() -> None:
+    schedule, clock = Schedule(), Clock()
+    limited, other = _pacers(schedule, clock, 2)
+    assert limited.acquire("ch_x", 80, None, deadline=clock.t + 60)
+    limited.slow_down("ch_x", 2.0)
+    start = clock.t
+    assert other.acquire("ch_x", 80, None, deadline=clock.t + 60)
+    assert clock.t >= start + 2.0  # the other sender waited out the provider's retry-after
+    sent = []
+    for _ in range(100):
+        assert limited.acquire("ch_x", 80, None, deadline=clock.t + 60)
+        sent.append(clock.t)
+    assert _busiest_rolling_second(sent) <= 80 / 1.1 + 1
 
 
 def test_the_daily_cap_stops_sends_and_the_deadline_ends_the_wait() -> None:
-    slots, clock = Slots(), Clock()
-    (pacer,) = _pacers(slots, clock, 1)
+    schedule, clock = Schedule(), Clock()
+    (pacer,) = _pacers(schedule, clock, 1)
     assert [pacer.acquire("ch_y", 1000, 3, deadline=clock.t + 60) for _ in range(4)] == [True, True, True, False]
-    slots2, clock2 = Slots(), Clock()
-    (busy,) = _pacers(slots2, clock2, 1)
-    key = f"PACE#ch_z#{int(clock2.t)}"
-    slots2.used[key] = 5
-    assert busy.acquire("ch_z", 5, None, deadline=clock2.t) is False  # full second, no time to wait
-    assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 5) is True  # the next second has room
+    schedule2, clock2 = Schedule(), Clock()
+    (busy,) = _pacers(schedule2, clock2, 1)
+    schedule2.tat["PACE#ch_z"] = int((clock2.t + 10) * 1e6)  # booked ten seconds ahead by others
+    assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 2) is False  # no slot before the deadline
+    assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 30) is True
+    assert clock2.t >= 1_000_010.0
+
+
+def test_senders_slower_than_the_rate_are_not_held_back_by_slots_they_cannot_use() -> None:
+    """At 1,000/s, senders whose calls take 25 ms each send 40/s: four of them send 160/s, not fewer."""
+    schedule = Schedule()
+    clocks = [Clock() for _ in range(4)]
+    pacers = [Pacer(schedule, now=c.now, sleep=c.sleep) for c in clocks]  # type: ignore[arg-type]
+    sent: list[float] = []
+    for _ in range(1600):
+        i = min(range(4), key=lambda k: clocks[k].t)
+        assert pacers[i].acquire("ch_x", 1000, None, deadline=clocks[i].t + 60)
+        sent.append(clocks[i].t)
+        clocks[i].t += 0.025
+    span = max(sent) - min(sent)
+    assert 1600 / span >= 0.95 * 160
+    assert _busiest_rolling_second(sent) <= 1000

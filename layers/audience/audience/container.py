@@ -22,6 +22,7 @@ from audience.tags.repository import TagsRepository
 from audience.tags.service import TagService
 
 if TYPE_CHECKING:  # compliance and exports are imported by their builders, when a function uses them
+    from audience.analytics import AnalyticsService
     from audience.broadcasts.delivery import Delivery
     from audience.broadcasts.planner import Planner
     from audience.broadcasts.repository import BroadcastsRepository
@@ -319,6 +320,7 @@ def broadcast_sender() -> Sender:
         delivery(),
         on_tallied=on_tallied,
         links_base_url=settings.api_base_url,
+        send_queue_url=settings.send_queue_url,
     )
 
 
@@ -359,6 +361,18 @@ def broadcast_service() -> BroadcastService:
     )
 
 
+@cache
+def analytics_service() -> AnalyticsService:
+    from audience.analytics import AnalyticsService
+
+    settings = get_settings()
+    return AnalyticsService(
+        ContactsRepository(settings.contacts_table),
+        broadcasts_repository(),
+        SegmentsRepository(settings.contacts_table),
+    )
+
+
 def reset() -> None:
     """Forget built services (tests and the local stack call this after changing the environment)."""
     from audience import aws
@@ -378,6 +392,7 @@ def reset() -> None:
     export_service.cache_clear()
     export_worker.cache_clear()
     import_service.cache_clear()
+    analytics_service.cache_clear()
     connection_service.cache_clear()
     inbound_repository.cache_clear()
     inbound_processor.cache_clear()

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from audience.api import errors
 from audience.api.routers import (
+    analytics,
     broadcasts,
     connections,
     consent,
@@ -125,6 +126,7 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(broadcasts.router)
     app.include_router(broadcasts.contact_router)
     app.include_router(broadcasts.public_router)
+    app.include_router(analytics.router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

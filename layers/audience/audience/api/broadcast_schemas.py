@@ -17,6 +17,16 @@ class RateLimit(BaseModel):
     period_seconds: int = Field(default=60, ge=1, le=86_400)
 
 
+class QuietHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(max_length=5, description="No sends from this local time (HH:MM)...")
+    end: str = Field(max_length=5, description="...until this one, the next day when earlier than start")
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA zone of recipients whose phone does not tell theirs"
+    )
+
+
 class BroadcastFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +46,11 @@ class BroadcastFields(BaseModel):
     segment_ids: list[str] | None = Field(default=None, max_length=20, description="Marketing: the audience's segments")
     audience_all: bool | None = Field(default=None, description="Marketing: send to every contact")
     rate_limit: RateLimit | None = Field(default=None, description="Transactional: sends allowed per period")
+    quiet_hours: QuietHours | None = Field(
+        default=None,
+        description="Marketing: hold each recipient's message while it is quiet hours in the recipient's time zone "
+        "(from the phone's country and area)",
+    )
 
 
 class BroadcastIn(BroadcastFields):
@@ -117,6 +132,8 @@ class BroadcastOut(BaseModel):
     segment_ids: list[str] | None = None
     audience_all: bool | None = None
     rate_limit: RateLimit | None = None
+    quiet_hours: QuietHours | None = None
+    property_values: dict[str, Any] | None = None
     scheduled_at: str | None = None
     sending_started_at: str | None = None
     finished_at: str | None = None
@@ -163,3 +180,23 @@ class SendOut(BaseModel):
     send_id: str
     contact_id: str
     recipients: list[RecipientOut]
+
+
+class ValuesError(BaseModel):
+    row: int
+    column: str
+    value: str
+    message: str
+
+
+class PropertyValuesOut(BaseModel):
+    dry_run: bool
+    key: str
+    columns: dict[str, str] = Field(description="File column → property")
+    ignored_columns: list[str]
+    rows: int
+    matched: int
+    unmatched: int
+    invalid: int
+    duplicates: int
+    errors: list[ValuesError]

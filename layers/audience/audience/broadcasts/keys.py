@@ -13,7 +13,9 @@ status path share them.
 | message → recipient | `O#{org}#P#{channel}#{message}` | `#R` (TTL)        |                                       |
 | idempotency key     | `O#{org}#B#{id}#K#{sha256}`     | `#K` (TTL 24 h)   |                                       |
 | rate window         | `O#{org}#B#{id}#W#{window}`     | `#W` (TTL)        |                                       |
-| pacing second       | `PACE#{connection}#{second}`    | `#P` (TTL)        |                                       |
+| property values     | `O#{org}#B#{id}#V{version}#{s}` | `{contact}`       | (TTL 400 days)                        |
+| org activity        | `O#{org}#ACT#{s}`               | `D#{day}`         |                                       |
+| pacing schedule     | `PACE#{connection}`             | `#P` (TTL)        |                                       |
 | daily cap           | `PACE#{connection}#D#{day}`     | `#P` (TTL)        |                                       |
 | sandbox message     | `O#{org}#SBX#{connection}`      | `{at}#{message}`  | (TTL 7 days)                          |
 | unsubscribe link    | `U#{token}`                     | `#U` (TTL 1 year) |                                       |
@@ -88,8 +90,20 @@ def window_pk(org_id: str, broadcast_id: str, window: int) -> str:
     return f"O#{org_id}#B#{broadcast_id}#W#{window}"
 
 
-def pace_pk(connection_id: str, second: int) -> str:
-    return f"PACE#{connection_id}#{second}"
+def values_pk(org_id: str, broadcast_id: str, version: str, shard: int) -> str:
+    return f"O#{org_id}#B#{broadcast_id}#V{version}#{shard}"
+
+
+def activity_pk(org_id: str, shard: int) -> str:
+    return f"O#{org_id}#ACT#{shard}"
+
+
+def activity_sk(day: str) -> str:
+    return f"D#{day}"
+
+
+def pace_pk(connection_id: str) -> str:
+    return f"PACE#{connection_id}"
 
 
 def cap_pk(connection_id: str, day: str) -> str:

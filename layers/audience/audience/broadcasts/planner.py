@@ -122,6 +122,7 @@ class Planner:
         content = self._repo.content(org_id, broadcast_id)
         channels = [(c["channel"], c["connection_id"]) for c in content.get("channels", [])]
         sources = _sources(summary)
+        values = (summary.get("property_values") or {}).get("version")
         cursor = self._repo.plan_cursor(org_id, broadcast_id, run) or {"source": 0, "shard": 0, "n": 0}
         pages = 0
         while not cursor.get("done"):
@@ -144,7 +145,7 @@ class Planner:
                     page["next"] = {"after": entries[-1][0]}
                 cursor["page"] = page
                 self._repo.save_plan_cursor(org_id, broadcast_id, run, cursor)
-            self._plan_page(org_id, broadcast_id, run, page, channels)
+            self._plan_page(org_id, broadcast_id, run, page, channels, values)
             cursor = _advance(cursor, page)
             self._repo.save_plan_cursor(org_id, broadcast_id, run, cursor)
             pages += 1
@@ -152,12 +153,18 @@ class Planner:
         return {"done": True}
 
     def _plan_page(
-        self, org_id: str, broadcast_id: str, run: str, page: dict[str, Any], channels: list[tuple[str, str]]
+        self,
+        org_id: str,
+        broadcast_id: str,
+        run: str,
+        page: dict[str, Any],
+        channels: list[tuple[str, str]],
+        values: str | None,
     ) -> None:
         batch = page["batch"]
         message = self._repo.planned(org_id, broadcast_id, batch)
         if message is None:
-            message, deltas = self._claim(org_id, broadcast_id, run, batch, page["ids"], channels)
+            message, deltas = self._claim(org_id, broadcast_id, run, batch, page["ids"], channels, values)
             if not self._repo.mark_planned(org_id, broadcast_id, batch, deltas, message):
                 message = self._repo.planned(org_id, broadcast_id, batch)
         if message and message["recipients"]:
@@ -165,9 +172,18 @@ class Planner:
             aws.client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message))
 
     def _claim(
-        self, org_id: str, broadcast_id: str, run: str, batch: str, ids: list[str], channels: list[tuple[str, str]]
+        self,
+        org_id: str,
+        broadcast_id: str,
+        run: str,
+        batch: str,
+        ids: list[str],
+        channels: list[tuple[str, str]],
+        values: str | None,
     ) -> tuple[dict[str, Any], dict[str, int]]:
         contacts = self._contacts.get_many(org_id, ids)
+        # The uploaded per-recipient property values of these contacts (values.py), when there are any.
+        properties = self._repo.property_values(org_id, broadcast_id, values, ids) if values else {}
         now = clock.now_iso()
         deltas: dict[str, int] = {}
         rows: list[dict[str, Any]] = []
@@ -199,6 +215,7 @@ class Planner:
                         "contact_id": contact_id,
                         "channel": channel,
                         "to": address(contact, channel),
+                        **({"properties": properties.get(contact_id, {})} if values else {}),
                         "planned_at": now,
                         "gsi2pk": keys.contact_partition(org_id, contact_id),
                         "gsi2sk": f"{now}#{broadcast_id}#{contact_id}#{channel}",

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from audience import aws, ids
 from audience.broadcasts import keys
+from audience.contacts import keys as contacts_keys
 from audience.contacts.repository import add_op, deserialize, query_all, serialize
 from audience.contacts.stream import write_all
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError
@@ -527,10 +528,38 @@ class BroadcastsRepository:
             ),
         )
 
-    def tally(self, org_id: str, broadcast_id: str, batch: str, deltas: dict[str, int]) -> bool:
-        """Record the batch as sent and move its counts, once; False when it was already tallied."""
+    def tally(
+        self, org_id: str, broadcast_id: str, batch: str, deltas: dict[str, int], activity: dict[str, int], day: str
+    ) -> bool:
+        """Record the batch as sent and move its counts, and the org's activity of `day`, once; False when
+        it was already tallied."""
         item = {"sk": f"{keys.TALLY_PREFIX}{batch}", "deltas": deltas}
-        return self._record_once(org_id, broadcast_id, item, deltas, keys.shard_of(batch))
+        shard = keys.shard_of(batch)
+        extra = [
+            add_op(self._table_name, {"pk": keys.activity_pk(org_id, shard), "sk": keys.activity_sk(day)}, activity)
+        ]
+        return self._record_once(org_id, broadcast_id, item, deltas, shard, extra if activity else [])
+
+    def activity(self, org_id: str, first_day: str, last_day: str) -> dict[str, dict[str, int]]:
+        """The org's sending activity per day from `first_day` to `last_day` (YYYY-MM-DD, both included):
+        what the tallies added, summed over the shards."""
+        days: dict[str, dict[str, int]] = {}
+        for shard in range(keys.SHARDS):
+            for item in self._query_all(
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":pk": keys.activity_pk(org_id, shard),
+                        ":a": keys.activity_sk(first_day),
+                        ":b": keys.activity_sk(last_day),
+                    }
+                ),
+            ):
+                day = days.setdefault(item["sk"].removeprefix(keys.activity_sk("")), {})
+                for name, value in item.items():
+                    if name not in ("pk", "sk") and isinstance(value, int):
+                        day[name] = day.get(name, 0) + value
+        return days
 
     def list_recipients(
         self, org_id: str, broadcast_id: str, *, status: str | None, after: tuple[int, str] | None, limit: int
@@ -773,6 +802,122 @@ class BroadcastsRepository:
             raise
         return True
 
+    def reserve_pace(
+        self, pk: str, span_us: int, soonest_us: int, horizon_us: int, expires_at: int, *, idle: bool = False
+    ) -> tuple[bool, int]:
+        """Reserve `span_us` of a connection's sending schedule, starting no sooner than `soonest_us` (GCRA:
+        the item holds the time the schedule is booked until). Returns (True, start of the reservation), or
+        (False, the time booked until) when the schedule is booked more than `horizon_us` past `soonest_us`:
+        wait until it comes within reach. `idle`: the caller expects the schedule to be idle (tried first,
+        so that a sender slower than the rate books with one request)."""
+        attempts = (self._book_from, self._book_after) if idle else (self._book_after, self._book_from)
+        booked = 0
+        for attempt in attempts:
+            done, booked = attempt(pk, span_us, soonest_us, horizon_us, expires_at)
+            if done:
+                return True, booked
+            if booked > soonest_us + horizon_us:
+                break
+        return False, max(booked, soonest_us)
+
+    def _book_after(self, pk: str, span_us: int, soonest_us: int, horizon_us: int, expires_at: int) -> tuple[bool, int]:
+        """Busy: book on after whatever is booked, if that is not too far ahead."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table_name,
+                Key=serialize({"pk": pk, "sk": keys.PACE_SK}),
+                UpdateExpression="SET tat = tat + :span, expires_at = :exp",
+                ConditionExpression="tat BETWEEN :soonest AND :latest",
+                ExpressionAttributeValues=serialize(
+                    {":span": span_us, ":soonest": soonest_us, ":latest": soonest_us + horizon_us, ":exp": expires_at}
+                ),
+                ReturnValues="UPDATED_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return True, int(deserialize(answer["Attributes"])["tat"])
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
+            return False, int(deserialize(error.response.get("Item") or {}).get("tat", 0))
+
+    def _book_from(self, pk: str, span_us: int, soonest_us: int, horizon_us: int, expires_at: int) -> tuple[bool, int]:
+        """Idle (or about to be): the reservation starts at `soonest_us`."""
+        try:
+            self._client.update_item(
+                TableName=self._table_name,
+                Key=serialize({"pk": pk, "sk": keys.PACE_SK}),
+                UpdateExpression="SET tat = :end, expires_at = :exp",
+                ConditionExpression="attribute_not_exists(tat) OR tat < :soonest",
+                ExpressionAttributeValues=serialize(
+                    {":end": soonest_us + span_us, ":soonest": soonest_us, ":exp": expires_at}
+                ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return True, soonest_us
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
+            return False, int(deserialize(error.response.get("Item") or {}).get("tat", 0))
+
+    def hold_pace(self, pk: str, until_us: int, expires_at: int) -> None:
+        """Book nothing on the schedule until `until_us` (the provider asked every sender to wait)."""
+        try:
+            self._client.update_item(
+                TableName=self._table_name,
+                Key=serialize({"pk": pk, "sk": keys.PACE_SK}),
+                UpdateExpression="SET tat = :until, expires_at = :exp",
+                ConditionExpression="attribute_not_exists(tat) OR tat < :until",
+                ExpressionAttributeValues=serialize({":until": until_us, ":exp": expires_at}),
+            )
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
+
+    # -- per-recipient property values -----------------------------------------------------------------
+
+    def put_property_values(
+        self, org_id: str, broadcast_id: str, version: str, values: dict[str, dict[str, str]], expires_at: int
+    ) -> None:
+        """Write an upload's values (contact id → {property: value}) under `version`; the summary is then
+        pointed at it, so a broadcast never reads half an upload."""
+        items = [
+            {
+                "PutRequest": {
+                    "Item": serialize(
+                        {
+                            "pk": keys.values_pk(org_id, broadcast_id, version, contacts_keys.shard_of(contact_id)),
+                            "sk": contact_id,
+                            "values": chosen,
+                            "expires_at": expires_at,
+                        }
+                    )
+                }
+            }
+            for contact_id, chosen in values.items()
+        ]
+        chunks = [items[i : i + 25] for i in range(0, len(items), 25)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda chunk: write_all(self._client, {self._table_name: chunk}), chunks))
+
+    def property_values(
+        self, org_id: str, broadcast_id: str, version: str, contact_ids: Iterable[str]
+    ) -> dict[str, dict[str, str]]:
+        """The values of `version` for these contacts (those the upload named)."""
+        wanted = [
+            serialize({"pk": keys.values_pk(org_id, broadcast_id, version, contacts_keys.shard_of(c)), "sk": c})
+            for c in dict.fromkeys(contact_ids)
+        ]
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(wanted), 100):
+            pending: dict[str, Any] = {self._table_name: {"Keys": wanted[start : start + 100]}}
+            while pending:
+                answer = self._client.batch_get_item(RequestItems=pending)
+                for item in answer["Responses"].get(self._table_name, []):
+                    plain = deserialize(item)
+                    found[plain["sk"]] = dict(plain.get("values") or {})
+                pending = answer.get("UnprocessedKeys") or {}
+        return found
+
     # -- one-click unsubscribe links ------------------------------------------------------------------
 
     def put_unsubscribe(self, token: str, link: dict[str, Any], now: int) -> None:
@@ -837,7 +982,13 @@ class BroadcastsRepository:
         return query_all(self._client, self._table_name, **kwargs)
 
     def _record_once(
-        self, org_id: str, broadcast_id: str, item: dict[str, Any], deltas: dict[str, int], shard: int
+        self,
+        org_id: str,
+        broadcast_id: str,
+        item: dict[str, Any],
+        deltas: dict[str, int],
+        shard: int,
+        extra: list[dict[str, Any]] | None = None,
     ) -> bool:
         """Put a marker item and add `deltas` to a counter shard in one transaction, once: False when the
         marker was already there (an earlier attempt recorded it)."""
@@ -852,6 +1003,7 @@ class BroadcastsRepository:
                         }
                     },
                     self._counter_op(org_id, broadcast_id, shard, deltas),
+                    *(extra or []),
                 ]
             )
         except ClientError as error:

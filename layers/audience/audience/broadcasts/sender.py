@@ -8,7 +8,7 @@ For each recipient, in order:
 3. eligibility is checked again on the contact as it is now (an opt-out that arrived after planning stops
    the send): SKIPPED with the reason;
 4. the message is rendered (a variable without a value: FAILED, `missing_variable`);
-5. the connection's pace is respected (a token per message from a per-second slot shared by every sender);
+5. the connection's pace is respected (a slot on a schedule shared by every sender, 1/rate apart);
 6. the row moves PENDING → SENDING by a conditional write, the provider is called, and the row moves to
    SENT (with the provider's message id) or FAILED (with its code). A row found SENDING was claimed by an
    attempt that stopped before recording its result: its message may have left, so it is sent again and
@@ -21,18 +21,23 @@ is tallied (counters moved once, whatever the redeliveries) and the broadcast fi
 
 from __future__ import annotations
 
+import json
+import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from audience import clock, ids
+from audience import aws, clock, ids
 from audience.broadcasts import keys
 from audience.broadcasts import repository as r
 from audience.broadcasts.delivery import Delivery, from_address, sender_of
 from audience.broadcasts.models import ChannelTemplate, Property, parse_channel_template, parse_properties
+from audience.broadcasts.quiet import QuietHours, parse_quiet_hours, zone_of_phone
 from audience.broadcasts.render import MissingVariable, render
 from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
 from audience.channels.models import DEFAULT_RATE, Connection
@@ -45,6 +50,7 @@ from audience.providers.base import Failed, Outbound, Sent
 logger = Logger(child=True)
 
 RETRIES = 3
+MAX_DELAY = 900  # SQS's longest message delay: a batch held longer is held again
 MAX_RATE_WAIT = 60.0
 # How long a claimed row is held for one provider call (renewed before each call). Another delivery of the
 # same batch waits for it instead of sending again; once it runs out, the attempt is taken to have stopped.
@@ -62,56 +68,112 @@ class Content:
     kind: str
     templates: dict[str, ChannelTemplate]
     defaults: dict[str, str | None]
-    unsubscribe_url: str | None = None
+    quiet: QuietHours | None = None
 
     @classmethod
     def parse(cls, kind: str, data: dict[str, Any]) -> Content:
         properties: list[Property] = parse_properties(data.get("properties", []))
         names = [p.name for p in properties]
         templates = [parse_channel_template(c, names) for c in data.get("channels", [])]
-        return cls(kind, {t.channel: t for t in templates}, {p.name: p.default for p in properties})
+        quiet = parse_quiet_hours(data.get("quiet_hours")) if kind == "marketing" else None
+        return cls(kind, {t.channel: t for t in templates}, {p.name: p.default for p in properties}, quiet)
+
+
+# Sends are spaced this much wider than 1/rate, so that a few milliseconds of jitter between the sender and
+# the provider never puts rate + 1 sends into one of the provider's rolling seconds.
+JITTER_ALLOWANCE = 0.03
+# How far ahead of now a sender may book the schedule (what it books it then waits for).
+PACE_HORIZON = 1.0
+# A slot may be used this late (twice the booking's own round trip, within these bounds: a booking's first
+# slot is the moment it was asked for); a slot missed by more is dropped, never sent late. The bound stays
+# below the jitter allowance's share of a second, so late sends cannot crowd a rolling second either.
+GRACE_BOUNDS = (0.002, 0.01)
+SLOWED_FOR = 30.0
 
 
 @dataclass
 class Pacer:
-    """Per-connection sending pace shared by every sender: a per-second slot item (and a daily one when the
-    connection has a cap) in the broadcasts table. A sender takes a tenth of a second's sends at a time and
-    spends them within that second (what is left when the second ends is dropped, never carried over)."""
+    """Per-connection sending schedule shared by every sender (GCRA): one item in the broadcasts table holds
+    the time the connection's schedule is booked until. A sender books a tenth of a second's sends at a
+    time, then sends them one emission interval (1/rate, plus the jitter allowance) apart. Sends are so
+    evenly spaced across all senders that no rolling second holds more than the rate; nothing is spent in
+    bursts at the start of a second. A rate-limited answer holds the whole schedule for the provider's
+    retry-after and runs this sender a tenth slower for a while."""
 
     repo: BroadcastsRepository
     now: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    slowed: dict[str, float] = field(default_factory=dict)  # connection → until when it runs at half pace
-    held: dict[str, tuple[int, int]] = field(default_factory=dict)  # connection → (second, sends left)
+    slowed: dict[str, float] = field(default_factory=dict)  # connection → until when it runs slower
+    held: dict[str, tuple[float, int]] = field(default_factory=dict)  # connection → (next slot, slots left)
+    work: dict[str, float] = field(default_factory=dict)  # connection → this sender's time per send (average)
+    returned: dict[str, float] = field(default_factory=dict)  # connection → when acquire last returned
+    grace: float = GRACE_BOUNDS[0]
+    booked_until: dict[str, float] = field(default_factory=dict)  # connection → end of its last booking seen
+
+    def interval(self, connection_id: str, rate: int) -> float:
+        interval = (1 + JITTER_ALLOWANCE) / max(rate, 1)
+        return interval * 1.1 if self.slowed.get(connection_id, 0) > self.now() else interval
 
     def acquire(self, connection_id: str, rate: int, daily_limit: int | None, deadline: float) -> bool:
-        """Wait for a send; False when none came before `deadline` (or the daily cap is spent)."""
+        """Wait for this sender's next slot; False when none comes before `deadline` (or the daily cap is
+        spent)."""
         if daily_limit is not None:
             day = time.strftime("%Y-%m-%d", time.gmtime(self.now()))
             if not self.repo.take_tokens(keys.cap_pk(connection_id, day), 1, daily_limit, int(self.now()) + 2 * 86400):
                 return False
+        interval = self.interval(connection_id, rate)
+        called = self.now()
+        if connection_id in self.returned:
+            took = called - self.returned[connection_id]
+            self.work[connection_id] = (
+                took if connection_id not in self.work else 0.8 * self.work[connection_id] + 0.2 * took
+            )
+        try:
+            return self._acquire(connection_id, rate, interval, deadline)
+        finally:
+            self.returned[connection_id] = self.now()
+
+    def _acquire(self, connection_id: str, rate: int, interval: float, deadline: float) -> bool:
         while True:
-            moment = self.now()
-            second = int(moment)
-            held_second, left = self.held.get(connection_id, (0, 0))
-            if held_second == second and left > 0:
-                self.held[connection_id] = (second, left - 1)
+            slot, left = self.held.get(connection_id, (0.0, 0))
+            while left > 0 and slot < self.now() - self.grace:
+                slot, left = slot + interval, left - 1  # a slot that went by unused is gone, never sent late
+            if left > 0:
+                if slot > deadline:
+                    return False  # keeps the booking: a later call before it passes still uses it
+                self.held[connection_id] = (slot + interval, left - 1)
+                wait = slot - self.now()
+                if wait > 0:
+                    self.sleep(wait)
                 return True
-            limit = rate
-            if self.slowed.get(connection_id, 0) > moment:
-                limit = max(1, rate // 2)
-            pk = keys.pace_pk(connection_id, second)
-            for wanted in dict.fromkeys((max(1, limit // 10), 1)):
-                if self.repo.take_tokens(pk, wanted, limit, second + 120):
-                    self.held[connection_id] = (second, wanted - 1)
-                    return True
-            if moment >= deadline:
+            moment = self.now()
+            # A sender that keeps up with the interval books a tenth of a second's slots at a time; one whose
+            # sends take longer than the interval books one at a time (the slots it could not use on time
+            # would be lost, and would hold the other senders back).
+            count = max(1, rate // 10) if self.work.get(connection_id, 0.0) < interval else 1
+            booked, at = self.repo.reserve_pace(
+                keys.pace_pk(connection_id),
+                round(count * interval * 1e6),
+                round(moment * 1e6),
+                round(PACE_HORIZON * 1e6),
+                int(moment) + 3600,
+                idle=self.booked_until.get(connection_id, 0.0) < moment,
+            )
+            self.grace = min(max(2 * (self.now() - moment), GRACE_BOUNDS[0]), GRACE_BOUNDS[1])
+            if booked:
+                self.held[connection_id] = (at / 1e6, count)
+                self.booked_until[connection_id] = at / 1e6 + count * interval
+                continue
+            ready = at / 1e6 - PACE_HORIZON
+            if ready > deadline:
                 return False
-            self.sleep(max(0.001, second + 1 - moment))
+            self.sleep(max(0.001, ready - moment))
 
     def slow_down(self, connection_id: str, seconds: float) -> None:
-        self.slowed[connection_id] = self.now() + max(seconds, 1.0) + 30.0
+        moment = self.now()
+        self.slowed[connection_id] = moment + max(seconds, 1.0) + SLOWED_FOR
         self.held.pop(connection_id, None)
+        self.repo.hold_pace(keys.pace_pk(connection_id), round((moment + seconds) * 1e6), int(moment) + 3600)
 
 
 class Sender:
@@ -126,6 +188,9 @@ class Sender:
         pacer: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
         links_base_url: str = "",
+        send_queue_url: str = "",
+        max_delay: int = MAX_DELAY,
+        now: Callable[[], datetime] = clock.now,
     ) -> None:
         self._repo = repo
         self._contacts = contacts
@@ -136,6 +201,9 @@ class Sender:
         self._sleep = sleep
         self._content: dict[tuple[str, str], Content] = {}
         self._links = links_base_url.rstrip("/")
+        self._queue_url = send_queue_url
+        self._max_delay = max_delay
+        self._now = now  # the time quiet hours are judged by
 
     def content(self, org_id: str, broadcast_id: str, kind: str) -> Content:
         # A broadcast's content is fixed once it leaves DRAFT, so one read per execution environment.
@@ -155,6 +223,9 @@ class Sender:
         except NotFoundError:
             logger.warning("broadcast deleted before its batch was sent", extra={"broadcast_id": broadcast_id})
             return []
+        if message.get("hold_until", 0) > self._now().timestamp() and summary["status"] == "SENDING":
+            self._hold(message, message["hold_until"])  # still quiet hours: nothing to read or send yet
+            return []
         marketing = summary["type"] == "marketing"
         content = self.content(org_id, broadcast_id, summary["type"])
         rows = self._repo.recipients(org_id, broadcast_id, refs)
@@ -168,6 +239,8 @@ class Sender:
                 stopped[0] = self._repo.summary(org_id, broadcast_id)["status"] != "SENDING"
             return stopped[0]
 
+        if content.quiet is not None and not stopped[0] and self._held(message, content.quiet, refs, rows, contacts):
+            return []
         results: list[dict[str, Any]] = []
         incomplete = 0
         for ref in refs:
@@ -181,10 +254,66 @@ class Sender:
                 results.append(ended)
         if incomplete:
             raise BatchIncomplete(f"{incomplete} of {len(refs)} recipients of batch {batch} could not be sent yet")
-        deltas = _tally(results)
-        if self._repo.tally(org_id, broadcast_id, batch, deltas) and marketing:
+        deltas, activity = _tally(results, summary["type"])
+        if self._repo.tally(org_id, broadcast_id, batch, deltas, activity, clock.now_iso()[:10]) and marketing:
             self._on_tallied(org_id, broadcast_id)
         return results
+
+    def _held(
+        self,
+        message: dict[str, Any],
+        quiet: QuietHours,
+        refs: list[RecipientRef],
+        rows: dict[RecipientRef, dict[str, Any]],
+        contacts: dict[str, Contact],
+    ) -> bool:
+        """Quiet hours, judged per batch: a batch whose recipients live in several time zones is split into
+        one batch per zone (ids `{batch}@{zone}`, the same whatever the delivery, so a redelivered batch
+        splits into the same ones; the split batch itself holds no one and is not tallied). A batch of one
+        zone is held, whole, while it is quiet hours there. True when nothing is to be sent now."""
+        zone = message.get("zone")
+        if zone is None:
+            groups: dict[str, list[list[Any]]] = {}
+            for ref in refs:
+                row = rows.get(ref)
+                if row is None:
+                    continue
+                contact = contacts.get(row["contact_id"])
+                found = zone_of_phone(contact.phone if contact else None) or quiet.timezone
+                groups.setdefault(found, []).append([ref.shard, ref.sk])
+            if len(groups) > 1:
+                for found, recipients in sorted(groups.items()):
+                    split = {**message, "batch": f"{message['batch']}@{found}", "zone": found, "recipients": recipients}
+                    self._enqueue(split, quiet.opens_at(self._now(), found))
+                return True
+            zone = next(iter(groups), quiet.timezone)
+        opens = quiet.opens_at(self._now(), zone)
+        if opens is None:
+            return False
+        self._enqueue({**message, "zone": zone}, opens)
+        return True
+
+    def _enqueue(self, message: dict[str, Any], opens: datetime | None) -> None:
+        """Put a batch on SendQueue: at once, or held until `opens` (SQS delays a message at most 15 minutes:
+        a batch held longer comes back to be held again, without reading anything)."""
+        if opens is not None:
+            self._hold(message, opens.timestamp())
+            return
+        if not self._queue_url:
+            raise BatchIncomplete("this batch is split by time zone, and no SendQueue is configured to send it on")
+        aws.client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message))
+
+    def _hold(self, message: dict[str, Any], until: float) -> None:
+        """Send the batch to SendQueue again, to come back when `until` comes (or in 15 minutes, SQS's
+        longest delay, to be held again)."""
+        if not self._queue_url:
+            raise BatchIncomplete("quiet hours hold recipients, and no SendQueue is configured to hold them on")
+        delay = min(max(1, math.ceil(until - self._now().timestamp())), self._max_delay)
+        aws.client("sqs").send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=json.dumps({**message, "hold_until": until}),
+            DelaySeconds=delay,
+        )
 
     def _one(
         self,
@@ -393,11 +522,18 @@ def outcome_of(row: dict[str, Any]) -> str:
     )
 
 
-def _tally(rows: list[dict[str, Any]]) -> dict[str, int]:
-    deltas: dict[str, int] = {"pending": -len(rows)}
+def _tally(rows: list[dict[str, Any]], kind: str) -> tuple[dict[str, int], dict[str, int]]:
+    """What a batch moves: the broadcast's counters, and the org's activity of the day (recipients by
+    outcome and by type of broadcast, messages sent by channel)."""
+    deltas: Counter[str] = Counter({"pending": -len(rows)})
+    activity: Counter[str] = Counter()
     for row in rows:
         outcome = outcome_of(row).lower()
-        deltas[outcome] = deltas.get(outcome, 0) + 1
-        if outcome == "sent" and row.get("possible_duplicate"):
-            deltas["possible_duplicates"] = deltas.get("possible_duplicates", 0) + 1
-    return deltas
+        deltas[outcome] += 1
+        activity[outcome] += 1
+        activity[kind] += 1
+        if outcome == "sent":
+            activity[f"ch#{row['channel']}"] += 1
+            if row.get("possible_duplicate"):
+                deltas["possible_duplicates"] += 1
+    return dict(deltas), dict(activity)

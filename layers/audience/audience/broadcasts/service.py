@@ -21,8 +21,10 @@ from audience import aws, clock, ids
 from audience.broadcasts import keys, models
 from audience.broadcasts.delivery import Delivery, address
 from audience.broadcasts.planner import release_segments
+from audience.broadcasts.quiet import parse_quiet_hours
 from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
 from audience.broadcasts.sender import BatchIncomplete
+from audience.broadcasts.values import read_values
 from audience.compliance.eligibility import EligibilityService
 from audience.contacts.models import Contact, Identity
 from audience.contacts.repository import ContactsRepository
@@ -39,6 +41,10 @@ MAX_VARIABLES = 50
 # A call holding an Idempotency-Key this long without finishing is taken to have stopped: a retry with the
 # key takes its send over (rows already written are kept; a message already sent is not sent again).
 IN_PROGRESS_SECONDS = 120
+# Property values may be uploaded until a run starts planning (and again after it ended), and are kept
+# 400 days (a draft's values outlive its longest schedule).
+VALUES_STATUSES = ("DRAFT", "SCHEDULED", "CANCELLED", "FAILED", "SENT")
+VALUES_SECONDS = 400 * 86400
 SUMMARY_FIELDS = ("name", "type", "status", "segment_ids", "audience_all", "scheduled_at", "rate_limit")
 
 
@@ -137,7 +143,7 @@ class BroadcastService:
         release_segments(self._segments, org_id, broadcast_id, summary)
 
     def _validated(self, org_id: str, summary: dict[str, Any], data: dict[str, Any]) -> tuple[dict, dict]:
-        allowed = {"type", "name", "channels", "properties", "segment_ids", "audience_all", "rate_limit"}
+        allowed = {"type", "name", "channels", "properties", "segment_ids", "audience_all", "rate_limit", "quiet_hours"}
         for key in data:
             if key not in allowed:
                 raise ValidationError.for_field(
@@ -171,6 +177,11 @@ class BroadcastService:
                 )
         kind = summary["type"]
         fresh = {**summary, "name": name.strip()}
+        quiet = parse_quiet_hours(data.get("quiet_hours"))
+        if quiet is not None and kind != "marketing":
+            raise ValidationError.for_field(
+                "quiet_hours", None, "applies to marketing broadcasts only (a transactional message goes at once)"
+            )
         if kind == "marketing":
             if "rate_limit" in data and data["rate_limit"] is not None:
                 raise ValidationError.for_field("rate_limit", None, "applies to transactional broadcasts only")
@@ -204,6 +215,8 @@ class BroadcastService:
             fresh.pop("segment_ids", None)
             fresh.pop("audience_all", None)
         content = {"channels": data.get("channels"), "properties": data.get("properties", [])}
+        if quiet is not None:
+            content["quiet_hours"] = quiet.as_dict()
         return fresh, content
 
     # -- marketing runs -------------------------------------------------------------------------------
@@ -545,6 +558,42 @@ class BroadcastService:
 
     # -- one-click unsubscribe ------------------------------------------------------------------------
 
+    def import_property_values(
+        self, org_id: str, broadcast_id: str, content: bytes, *, file_name: str, key: str, dry_run: bool
+    ) -> dict[str, Any]:
+        """Per-recipient property values from a file (values.py): the report; unless `dry_run`, the values
+        replace the broadcast's earlier upload."""
+        summary = self._repo.summary(org_id, broadcast_id)
+        if summary["type"] != "marketing":
+            raise ValidationError.for_field(
+                "broadcast",
+                broadcast_id,
+                "property values are uploaded to marketing broadcasts (a transactional send gives its own `variables`)",
+            )
+        if summary["status"] not in VALUES_STATUSES:
+            raise ConflictError(f"the broadcast is {summary['status']}: property values cannot change now")
+        properties = [p["name"] for p in self._repo.content(org_id, broadcast_id).get("properties", [])]
+        values, report = read_values(
+            content,
+            file_name,
+            key,
+            properties,
+            self._contacts.org_context(org_id)[1],
+            lambda identities: self._contacts_repository.owners(org_id, identities),
+        )
+        answer = {"dry_run": dry_run, **report.as_dict()}
+        if dry_run:
+            return answer
+        version = ids.ulid()
+        self._repo.put_property_values(org_id, broadcast_id, version, values, int(time.time()) + VALUES_SECONDS)
+        uploaded = {"version": version, "contacts": len(values), "uploaded_at": clock.now_iso()}
+        if (
+            self._repo.move(org_id, broadcast_id, expected=VALUES_STATUSES, changes={"property_values": uploaded})
+            is None
+        ):
+            raise ConflictError("the broadcast started sending meanwhile: property values cannot change now")
+        return answer
+
     def unsubscribe_link(self, token: str) -> dict[str, Any]:
         """What an unsubscribe link names (NotFoundError for a link that is unknown or expired)."""
         link = self._repo.unsubscribe_link(token, int(time.time()))
@@ -624,6 +673,7 @@ def _editable(summary: dict[str, Any], content: dict[str, Any]) -> dict[str, Any
     if summary["type"] == "marketing":
         data["segment_ids"] = summary.get("segment_ids") or []
         data["audience_all"] = bool(summary.get("audience_all"))
+        data["quiet_hours"] = content.get("quiet_hours")
     else:
         data["rate_limit"] = summary.get("rate_limit")
     return data
@@ -669,6 +719,7 @@ def _view(summary: dict[str, Any], content: dict[str, Any] | None, counters: dic
     if content is not None:
         view["channels"] = content.get("channels")
         view["properties"] = content.get("properties", [])
+        view["quiet_hours"] = content.get("quiet_hours")
     if counters is not None:
         view["stats"] = stats(counters, summary.get("run"))
     return view

@@ -18,6 +18,7 @@ ACTIVITY_PREFIX = "A#"
 FACET_PREFIX = "F#"
 SEARCH_PREFIX = "X#"
 MEMBER_PREFIX = "M#"  # a contact's segment memberships (segments/repository.py)
+GROWTH_PREFIX = "m#"  # contacts by the month they were created (YYYY-MM) on the counter items
 SEGMENT_COUNTER_PREFIX = "g#"  # a segment's member count on the counter items
 
 

@@ -240,6 +240,8 @@ def counter_values(contact: Contact | None) -> dict[str, int]:
     if contact is None:
         return {}
     values = {"total": 1}
+    if contact.created_at:
+        values[f"{keys.GROWTH_PREFIX}{contact.created_at[:7]}"] = 1  # contacts created that month (still here)
     for kind, value in facets(contact):
         values[f"{kind[0]}#{value}"] = 1
     return values

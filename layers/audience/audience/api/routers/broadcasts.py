@@ -4,9 +4,10 @@ recipients and analytics; and the broadcasts a contact received."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from audience import container
@@ -15,6 +16,7 @@ from audience.api.broadcast_schemas import (
     BroadcastIn,
     BroadcastList,
     BroadcastOut,
+    PropertyValuesOut,
     RecipientOut,
     RecipientPage,
     ScheduleIn,
@@ -156,6 +158,47 @@ def test_broadcast(org_id: OrgId, broadcast_id: BroadcastId, body: TestSendIn) -
     Test messages are not recipients and are not counted; a provider's refusal comes back as FAILED."""
     results = container.broadcast_service().test_send(org_id, broadcast_id, body.model_dump(exclude_none=True))
     return TestSendOut.model_validate({"results": results})
+
+
+@router.post(
+    "/{broadcast_id}/property-values",
+    response_model=PropertyValuesOut,
+    summary="Upload per-recipient property values (CSV, XLSX, XLS, ODS or ZIP)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ("text/csv", "application/octet-stream")
+            },
+        }
+    },
+)
+async def upload_property_values(
+    org_id: OrgId,
+    broadcast_id: BroadcastId,
+    request: Request,
+    key: Annotated[Literal["email", "phone"], Query(description="The column naming each contact")] = "email",
+    dry_run: Annotated[bool, Query(description="Read and check the file; write nothing")] = False,
+    file_name: Annotated[str, Query(min_length=1, max_length=255, description="Hints the format")] = "values.csv",
+) -> PropertyValuesOut:
+    """The file's header names the key column (`email` or `phone`) and one column per property of the
+    broadcast (any case); other columns are ignored and listed. Each row gives a contact its values (an
+    empty cell keeps the property's default). The report counts rows matched to a contact, rows naming no
+    contact, invalid rows (with the first 100 errors by row and column) and contacts named twice (the last
+    row wins). Unless `dry_run`, the values replace the broadcast's earlier upload; a marketing broadcast
+    only, not while it is SENDING (409). At most 20,000 rows."""
+    content = await request.body()
+    report = await run_in_threadpool(
+        container.broadcast_service().import_property_values,
+        org_id,
+        broadcast_id,
+        content,
+        file_name=file_name,
+        key=key,
+        dry_run=dry_run,
+    )
+    return PropertyValuesOut.model_validate(report)
 
 
 @router.get("/{broadcast_id}/recipients", response_model=RecipientPage, summary="Recipients and their statuses")
