@@ -21,7 +21,7 @@ Stage=bench), each measured side by side in one run:
    last accept; ratio = throughput / R. Beside it: the mean of the whole 1-second windows from the first
    accept (the last, partial second cannot flatter it; the goal takes the lower of the two ratios), the
    busiest rolling second, the 429s and where in its clock second each fell, the most accepted in one
-   clock second (the pacer's slots are clock seconds), and that every chat got exactly one message. The
+   clock second, and that every chat got exactly one message. The
    capacity run's throughput is printed, with a warning when R is above half of it (the figure would then
    measure the machine, not the pacing). From the limited run's sender busy time, what a paced sender costs
    in Lambda time (outside the cost figure, see below).
@@ -242,7 +242,7 @@ class BotLog:
 
     limit: int | None
     accepted: list[tuple[float, str]] = field(default_factory=list)
-    accepted_at: list[float] = field(default_factory=list)  # wall clock (the pacer's seconds are the clock's)
+    accepted_at: list[float] = field(default_factory=list)  # wall clock
     refused_at: list[float] = field(default_factory=list)
     window: deque[float] = field(default_factory=deque)
 
@@ -648,7 +648,7 @@ def throughput_run(
     return {
         "broadcast_id": broadcast_id,
         "execution": status,
-        # The pacer's slots are the clock's seconds: how full they got, and where in its second each 429 fell.
+        # How full the clock's seconds got, and where in its second each 429 fell.
         "clock_second_max_accepted": max(per_clock_second.values()) if per_clock_second else 0,
         "refusals_into_clock_second": sorted(round(t % 1, 3) for t in bot.refused_at),
         "transitions": transitions(stack, execution_arn(stack, broadcast_id, run))["transitions"],
@@ -1539,7 +1539,7 @@ def report(
         print(
             f"The {len(offsets)} refusals came {min(offsets):.3f} to {max(offsets):.3f} s (median "
             f"{statistics.median(offsets):.3f} s) after a clock second began; the most accepted in one clock second "
-            f"was {limited['clock_second_max_accepted']} (the pacer's slots are clock seconds)."
+            f"was {limited['clock_second_max_accepted']}."
         )
     if throughput["rate_over_half_capacity"]:
         print(

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from itertools import pairwise
 
+import pytest
+
 from audience.broadcasts.sender import JITTER_ALLOWANCE, Pacer
 
 
@@ -116,12 +118,17 @@ def test_a_rate_limited_answer_holds_every_sender_then_slows_this_one() -> None:
 def test_the_daily_cap_stops_sends_and_the_deadline_ends_the_wait() -> None:
     schedule, clock = Schedule(), Clock()
     (pacer,) = _pacers(schedule, clock, 1)
-    assert [pacer.acquire("ch_y", 1000, 3, deadline=clock.t + 60) for _ in range(4)] == [True, True, True, False]
+    assert [pacer.acquire("ch_y", 1000, 3, deadline=clock.t + 60) is not None for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
     schedule2, clock2 = Schedule(), Clock()
     (busy,) = _pacers(schedule2, clock2, 1)
     schedule2.tat["PACE#ch_z"] = int((clock2.t + 10) * 1e6)  # booked ten seconds ahead by others
-    assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 2) is False  # no slot before the deadline
-    assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 30) is True
+    assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 2) is None  # no slot before the deadline
+    assert busy.acquire("ch_z", 5, None, deadline=clock2.t + 30) is not None
     assert clock2.t >= 1_000_010.0
 
 
@@ -139,3 +146,15 @@ def test_senders_slower_than_the_rate_are_not_held_back_by_slots_they_cannot_use
     span = max(sent) - min(sent)
     assert 1600 / span >= 0.95 * 160
     assert _busiest_rolling_second(sent) <= 1000
+
+
+def test_a_sender_is_woken_its_lead_before_the_slot_and_sends_at_it() -> None:
+    """The sender's own preparation (the cancel check, the claim) happens before the slot, the send at it."""
+    schedule, clock = Schedule(), Clock()
+    (pacer,) = _pacers(schedule, clock, 1)
+    schedule.tat["PACE#ch_x"] = int((clock.t + 0.5) * 1e6)  # booked half a second ahead by others
+    slot = pacer.acquire("ch_x", 80, None, deadline=clock.t + 60, lead=0.05)
+    assert slot is not None
+    assert clock.t == pytest.approx(slot - 0.05)
+    pacer.sleep_until("ch_x", slot)
+    assert clock.t == pytest.approx(slot)

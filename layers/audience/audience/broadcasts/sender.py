@@ -50,6 +50,7 @@ from audience.providers.base import Failed, Outbound, Sent
 logger = Logger(child=True)
 
 RETRIES = 3
+MAX_LEAD = 0.1
 MAX_DELAY = 900  # SQS's longest message delay: a batch held longer is held again
 MAX_RATE_WAIT = 60.0
 # How long a claimed row is held for one provider call (renewed before each call). Another delivery of the
@@ -107,6 +108,7 @@ class Pacer:
     held: dict[str, tuple[float, int]] = field(default_factory=dict)  # connection → (next slot, slots left)
     work: dict[str, float] = field(default_factory=dict)  # connection → this sender's time per send (average)
     returned: dict[str, float] = field(default_factory=dict)  # connection → when acquire last returned
+    waited: dict[str, float] = field(default_factory=dict)  # connection → slept since (not this sender's work)
     grace: float = GRACE_BOUNDS[0]
     booked_until: dict[str, float] = field(default_factory=dict)  # connection → end of its last booking seen
 
@@ -114,38 +116,47 @@ class Pacer:
         interval = (1 + JITTER_ALLOWANCE) / max(rate, 1)
         return interval * 1.1 if self.slowed.get(connection_id, 0) > self.now() else interval
 
-    def acquire(self, connection_id: str, rate: int, daily_limit: int | None, deadline: float) -> bool:
-        """Wait for this sender's next slot; False when none comes before `deadline` (or the daily cap is
-        spent)."""
+    def acquire(
+        self, connection_id: str, rate: int, daily_limit: int | None, deadline: float, *, lead: float = 0.0
+    ) -> float | None:
+        """This sender's next slot (epoch seconds), waited for until `lead` before it (the caller's own
+        preparation, then `sleep_until` the slot, so that the send itself leaves on time); None when no slot
+        comes before `deadline` (or the daily cap is spent)."""
         if daily_limit is not None:
             day = time.strftime("%Y-%m-%d", time.gmtime(self.now()))
             if not self.repo.take_tokens(keys.cap_pk(connection_id, day), 1, daily_limit, int(self.now()) + 2 * 86400):
-                return False
+                return None
         interval = self.interval(connection_id, rate)
         called = self.now()
         if connection_id in self.returned:
-            took = called - self.returned[connection_id]
+            took = called - self.returned[connection_id] - self.waited.pop(connection_id, 0.0)
             self.work[connection_id] = (
                 took if connection_id not in self.work else 0.8 * self.work[connection_id] + 0.2 * took
             )
         try:
-            return self._acquire(connection_id, rate, interval, deadline)
+            return self._acquire(connection_id, rate, interval, deadline, lead)
         finally:
             self.returned[connection_id] = self.now()
 
-    def _acquire(self, connection_id: str, rate: int, interval: float, deadline: float) -> bool:
+    def sleep_until(self, connection_id: str, slot: float) -> None:
+        """Wait for the slot `acquire` gave (the time is not counted as this sender's work)."""
+        wait = slot - self.now()
+        if wait > 0:
+            self.sleep(wait)
+            self.waited[connection_id] = self.waited.get(connection_id, 0.0) + wait
+
+    def _acquire(self, connection_id: str, rate: int, interval: float, deadline: float, lead: float) -> float | None:
         while True:
             slot, left = self.held.get(connection_id, (0.0, 0))
             while left > 0 and slot < self.now() - self.grace:
                 slot, left = slot + interval, left - 1  # a slot that went by unused is gone, never sent late
             if left > 0:
                 if slot > deadline:
-                    return False  # keeps the booking: a later call before it passes still uses it
+                    return None  # keeps the booking: a later call before it passes still uses it
                 self.held[connection_id] = (slot + interval, left - 1)
-                wait = slot - self.now()
-                if wait > 0:
-                    self.sleep(wait)
-                return True
+                if slot - lead > self.now():
+                    self.sleep(slot - lead - self.now())
+                return slot
             moment = self.now()
             # A sender that keeps up with the interval books a tenth of a second's slots at a time; one whose
             # sends take longer than the interval books one at a time (the slots it could not use on time
@@ -166,7 +177,7 @@ class Pacer:
                 continue
             ready = at / 1e6 - PACE_HORIZON
             if ready > deadline:
-                return False
+                return None
             self.sleep(max(0.001, ready - moment))
 
     def slow_down(self, connection_id: str, seconds: float) -> None:
@@ -204,6 +215,7 @@ class Sender:
         self._queue_url = send_queue_url
         self._max_delay = max_delay
         self._now = now  # the time quiet hours are judged by
+        self._lead = 0.0  # how long the cancel check and the claim take (an average, with a margin)
 
     def content(self, org_id: str, broadcast_id: str, kind: str) -> Content:
         # A broadcast's content is fixed once it leaves DRAFT, so one read per execution environment.
@@ -377,13 +389,18 @@ class Sender:
             return self._repo.finish(row, r.FAILED, now, error_code="not_sendable", error_title=str(error)[:500])
         rate = int(connection.settings.get("messages_per_second") or DEFAULT_RATE.get(connection.platform, 1))
         cap = connection.settings.get("daily_limit")
-        if not self._pacer.acquire(connection.id, rate, int(cap) if cap else None, deadline):
+        # Woken a little before the slot: the cancel check and the claim happen before it, the send at it.
+        slot = self._pacer.acquire(connection.id, rate, int(cap) if cap else None, deadline, lead=self._lead)
+        if slot is None:
             return None
+        prepared = time.time()
         if cancelled():
             return self._repo.finish(row, r.CANCELLED, clock.now_iso(), reason="the broadcast was cancelled")
         claimed = self._repo.start_sending(row, now, now=int(time.time()), lease=LEASE_SECONDS)
         if claimed is None:
             return None  # moved or held by another delivery meanwhile; the batch is retried and sees where it is
+        self._lead = min(MAX_LEAD, 0.8 * self._lead + 0.2 * 1.5 * (time.time() - prepared))
+        self._pacer.sleep_until(connection.id, slot)
         result = self._send(provider, outbound, claimed, connection.id, deadline)
         finished_at = clock.now_iso()
         if isinstance(result, Sent):

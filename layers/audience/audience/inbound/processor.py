@@ -222,13 +222,21 @@ class InboundProcessor:
             outcome.unrouted += 1
             log.warning("event for an account no connection owns", extra={"account_id": event.account_id})
             return
+        link = self._link(route, event)
+        if link is not None and isinstance(event, Status) and event.error_code != MARKETING_STOPPED:
+            # A broadcast message's receipt moves its recipient forward only, and its counters only with a
+            # move: applying it twice changes nothing, so it needs no dedupe mark (nor that mark's read, write
+            # and stream records). A failure that also records consent goes through the dedupe.
+            self._status(route, event, outcome, link)
+            outcome.applied += 1
+            return
         if self._inbound.seen(route.org_id, event.dedupe_key):
             outcome.duplicates += 1
             return
         if isinstance(event, Message):
             self._message(route, event, outcome)
         elif isinstance(event, Status):
-            self._status(route, event, outcome)
+            self._status(route, event, outcome, link)
         elif isinstance(event, Preference):
             self._preference(route, event, outcome)
         else:
@@ -325,8 +333,13 @@ class InboundProcessor:
                 )
         self._publisher.publish(published)
 
-    def _status(self, route: Route, status: Status, outcome: Outcome) -> None:
-        link = self._broadcasts.linked(route.org_id, status.channel, status.provider_id) if self._broadcasts else None
+    def _link(self, route: Route, event: Event) -> Any:
+        """The broadcast recipient a status is about, if it is a broadcast message's."""
+        if not isinstance(event, Status) or self._broadcasts is None:
+            return None
+        return self._broadcasts.linked(route.org_id, event.channel, event.provider_id)
+
+    def _status(self, route: Route, status: Status, outcome: Outcome, link: Any) -> None:
         if link is not None and self._broadcasts is not None:
             # A broadcast message: its recipient row (and the broadcast's counters) carry the status.
             moved = self._broadcasts.apply_receipt(
