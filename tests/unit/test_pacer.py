@@ -68,17 +68,23 @@ def _busiest_rolling_second(times: list[float]) -> int:
     return busiest
 
 
-def test_three_senders_share_one_rate_evenly_spaced() -> None:
-    """Three concurrent senders, each with its own clock; the one whose clock is earliest goes next."""
-    schedule = Schedule()
-    clocks = [Clock() for _ in range(3)]
+def _concurrent_sends(schedule: Schedule, senders: int, sends: int, rate: int, call: float) -> list[float]:
+    """`senders` concurrent senders, each with its own clock (the one whose clock is earliest goes next) and
+    provider calls of `call` seconds: when each send left."""
+    clocks = [Clock() for _ in range(senders)]
     pacers = [Pacer(schedule, now=c.now, sleep=c.sleep) for c in clocks]  # type: ignore[arg-type]
     sent: list[float] = []
-    for _ in range(800):
-        i = min(range(3), key=lambda k: clocks[k].t)
-        assert pacers[i].acquire("ch_x", 80, None, deadline=clocks[i].t + 60)
+    for _ in range(sends):
+        i = min(range(senders), key=lambda k: clocks[k].t)
+        assert pacers[i].acquire("ch_x", rate, None, deadline=clocks[i].t + 60)
         sent.append(clocks[i].t)
-        clocks[i].t += 0.004  # the provider call takes a few milliseconds
+        clocks[i].t += call
+    return sent
+
+
+def test_three_senders_share_one_rate_evenly_spaced() -> None:
+    schedule = Schedule()
+    sent = _concurrent_sends(schedule, 3, 800, 80, 0.004)  # the provider call takes a few milliseconds
     assert _busiest_rolling_second(sent) <= 80
     # And no idle capacity: 800 sends take 10 s at 80/s, plus the jitter allowance and a booking's slack.
     span = max(sent) - min(sent)
@@ -134,15 +140,7 @@ def test_the_daily_cap_stops_sends_and_the_deadline_ends_the_wait() -> None:
 
 def test_senders_slower_than_the_rate_are_not_held_back_by_slots_they_cannot_use() -> None:
     """At 1,000/s, senders whose calls take 25 ms each send 40/s: four of them send 160/s, not fewer."""
-    schedule = Schedule()
-    clocks = [Clock() for _ in range(4)]
-    pacers = [Pacer(schedule, now=c.now, sleep=c.sleep) for c in clocks]  # type: ignore[arg-type]
-    sent: list[float] = []
-    for _ in range(1600):
-        i = min(range(4), key=lambda k: clocks[k].t)
-        assert pacers[i].acquire("ch_x", 1000, None, deadline=clocks[i].t + 60)
-        sent.append(clocks[i].t)
-        clocks[i].t += 0.025
+    sent = _concurrent_sends(Schedule(), 4, 1600, 1000, 0.025)
     span = max(sent) - min(sent)
     assert 1600 / span >= 0.95 * 160
     assert _busiest_rolling_second(sent) <= 1000
