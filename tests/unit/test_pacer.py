@@ -156,3 +156,15 @@ def test_a_sender_is_woken_its_lead_before_the_slot_and_sends_at_it() -> None:
     assert clock.t == pytest.approx(slot - 0.05)
     pacer.sleep_until("ch_x", slot)
     assert clock.t == pytest.approx(slot)
+
+
+def test_a_sender_woken_late_takes_the_next_free_slot_instead_of_sending_late() -> None:
+    schedule, clock = Schedule(), Clock()
+    (pacer,) = _pacers(schedule, clock, 1)
+    schedule.tat["PACE#ch_x"] = int((clock.t + 0.5) * 1e6)
+    slot = pacer.acquire("ch_x", 80, None, deadline=clock.t + 60)
+    assert slot is not None
+    clock.t = slot + 0.05  # the host was busy: woken 50 ms after the slot
+    assert pacer.send_at("ch_x", slot, 80, deadline=clock.t + 60)
+    assert clock.t > slot + 0.05  # a later slot, waited for
+    assert clock.t - slot > (1 + JITTER_ALLOWANCE) / 80 * 0.99  # not the missed one

@@ -89,6 +89,8 @@ PACE_HORIZON = 1.0
 # slot is the moment it was asked for); a slot missed by more is dropped, never sent late. The bound stays
 # below the jitter allowance's share of a second, so late sends cannot crowd a rolling second either.
 GRACE_BOUNDS = (0.002, 0.01)
+# A send may leave at most this late after its slot (a sender woken later takes the next slot instead).
+MAX_LATE = 0.015
 SLOWED_FOR = 30.0
 
 
@@ -137,6 +139,19 @@ class Pacer:
             return self._acquire(connection_id, rate, interval, deadline, lead)
         finally:
             self.returned[connection_id] = self.now()
+
+    def send_at(self, connection_id: str, slot: float, rate: int, deadline: float) -> bool:
+        """Wait for `slot`; a wake-up later than MAX_LATE after it (a busy host) takes the next free slot
+        instead: a send that leaves late is what puts rate + 1 sends into the provider's rolling second. False
+        when no slot comes before `deadline`."""
+        while True:
+            self.sleep_until(connection_id, slot)
+            if self.now() - slot <= MAX_LATE:
+                return True
+            following = self.acquire(connection_id, rate, None, deadline)
+            if following is None:
+                return False
+            slot = following
 
     def sleep_until(self, connection_id: str, slot: float) -> None:
         """Wait for the slot `acquire` gave (the time is not counted as this sender's work)."""
@@ -400,7 +415,9 @@ class Sender:
         if claimed is None:
             return None  # moved or held by another delivery meanwhile; the batch is retried and sees where it is
         self._lead = min(MAX_LEAD, 0.8 * self._lead + 0.2 * 1.5 * (time.time() - prepared))
-        self._pacer.sleep_until(connection.id, slot)
+        if not self._pacer.send_at(connection.id, slot, rate, deadline):
+            self._repo.release(claimed)
+            return None
         result = self._send(provider, outbound, claimed, connection.id, deadline)
         finished_at = clock.now_iso()
         if isinstance(result, Sent):
