@@ -10,7 +10,7 @@ Stage=bench), each measured side by side in one run:
    {"retry_after": 1}}. It records each accept's time and chat id, and each refusal's time. One org with
    N contacts (`--contacts`, default 20 R so that the run lasts ~20 s) connects two bots through the API:
    one with `messages_per_second` 1000 and no limit at the stand-in (the local stack's capacity), one with
-   `messages_per_second` R and the limit R (`--rate`, default 15). For each, a marketing broadcast to every
+   `messages_per_second` R and the limit R (`--rate`, default 10). For each, a marketing broadcast to every
    contact is scheduled through the HTTP API (POST /schedule); its Step Functions execution runs in moto's
    own thread and plans the audience onto SendQueue. Once the execution has ended, K threads (`--senders`,
    default 4, like 4 concurrent SenderFunction invocations), each with its own Sender
@@ -95,7 +95,7 @@ it: minutes on moto), and a Query sorts only its own partition's items (moto sor
 each; `partition_queries`).
 
 ```
-.venv/bin/python -m benchmarks broadcast_send [--rate 15] [--contacts 300] [--senders 4] [--sizes 100 1000]
+.venv/bin/python -m benchmarks broadcast_send [--rate 10] [--contacts 200] [--senders 4] [--sizes 100 1000]
     [--recipients 1000]
 ```
 """
@@ -161,7 +161,7 @@ SENDING, RECEIPTS = "sending", "receipts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rate", type=int, default=15, help="the stand-in Bot API's limit R, messages a second (1)")
+    parser.add_argument("--rate", type=int, default=10, help="the stand-in Bot API's limit R, messages a second (1)")
     parser.add_argument("--contacts", type=int, default=None, help="recipients of the throughput runs (1; 20 R)")
     parser.add_argument("--senders", type=int, default=4, help="concurrent senders K (1)")
     parser.add_argument("--sizes", type=int, nargs=2, default=[100, 1000], help="the two audience sizes (2)")
