@@ -4,6 +4,8 @@ the window opens, and ends SENT only then, with counts that add up."""
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,14 +31,22 @@ class FakeNow:
 
 
 @pytest.fixture
-def sender_time(monkeypatch: pytest.MonkeyPatch) -> FakeNow:
-    """The time the sender judges quiet hours by, and held batches that come back within a second."""
+def sender_time(stack: Any, monkeypatch: pytest.MonkeyPatch) -> FakeNow:
+    """The time the sender judges quiet hours by, and held batches that come back within a second: every
+    sender the container hands out for the test (a reset of the container included)."""
     from audience import container
 
     now = FakeNow(NOON_UTC)
-    sender = container.broadcast_sender()
-    monkeypatch.setattr(sender, "_now", now)
-    monkeypatch.setattr(sender, "_max_delay", 1)
+    build = container.broadcast_sender.__wrapped__
+
+    @functools.cache
+    def sender() -> Any:
+        built = build()
+        built._now = now
+        built._max_delay = 1
+        return built
+
+    monkeypatch.setattr(container, "broadcast_sender", sender)
     return now
 
 
@@ -65,6 +75,15 @@ def _drain_while_held(stack: Any, done: Callable[[], bool], timeout: float = 60)
         if done():
             return
         assert time.monotonic() < deadline, "the held broadcast did not reach the expected state"
+
+
+def _replay_planned(org: Tenant, broadcast_id: str) -> None:
+    """Every planned batch of the broadcast delivered again, as SQS or a retried planner may."""
+    from audience import container
+
+    repo = container.broadcasts_repository()
+    for planned in repo.iter_batches(org.org_id, broadcast_id, "Q#"):
+        container.broadcast_sender().process(json.loads(planned["message"]))
 
 
 def _audience(org: Tenant) -> dict[str, str]:
@@ -107,6 +126,14 @@ def test_recipients_in_quiet_hours_are_held_until_their_window_opens(
     _drain_while_held(stack, lambda: True)
     assert len(bot_api.sent(token)) == len(chats)
 
+    # Before it opens, Los Angeles's contact moves to Jakarta: the split is recorded, so a redelivery of the
+    # planned batch replays the same parts instead of splitting it anew.
+    answer = org.client.patch(f"/orgs/c/contacts/{audience['la']}", json={"phone": "+6281234599999"})
+    assert answer.status_code == 200, answer.text
+    _replay_planned(org, draft["id"])
+    _drain_while_held(stack, lambda: True)
+    assert len(bot_api.sent(token)) == len(chats)
+
     sender_time.at = datetime(2026, 11, 24, 16, 0, 1, tzinfo=UTC)
     stack.drain()
     assert sorted(int(b["chat_id"]) for b in bot_api.sent(token)) == [1, *chats]
@@ -114,6 +141,12 @@ def test_recipients_in_quiet_hours_are_held_until_their_window_opens(
     assert view["status"] == "SENT"
     assert view["stats"]["by_status"]["sent"] == len(chats) + 1
     assert view["stats"]["by_status"]["pending"] == 0
+
+    # The planned batches delivered once more after the end: nothing is sent or counted again.
+    _replay_planned(org, draft["id"])
+    stack.drain()
+    assert len(bot_api.sent(token)) == len(chats) + 1
+    assert _view(org, draft["id"])["stats"] == view["stats"]
 
 
 def test_cancelling_while_recipients_are_held_cancels_them_and_sends_nothing_more(
@@ -187,3 +220,22 @@ def test_quiet_hours_are_for_marketing_broadcasts_only(org: Tenant) -> None:
     answer = org.client.post("/orgs/c/broadcasts", json=body)
     assert answer.status_code == 422, answer.text
     assert "marketing broadcasts only" in answer.text
+
+
+def test_a_batch_stops_when_quiet_hours_begin_and_sends_the_rest_when_they_end(
+    stack: Any, bot_api: BotApiStub, org: Tenant, sender_time: FakeNow
+) -> None:
+    """Quiet hours begin a millisecond after the batch starts: it stops there and holds the rest."""
+    connection_id, token = telegram_connection(org)
+    for chat in (1, 2, 3):
+        _contact(org, chat, None)  # the broadcast's zone, Europe/London (UTC in November)
+    draft = text_broadcast(org, connection_id, audience_all=True, quiet_hours=QUIET)
+    sender_time.at = datetime(2026, 11, 24, 20, 59, 59, 999000, tzinfo=UTC)
+    _schedule(org, draft["id"])
+    _drain_while_held(stack, lambda: _view(org, draft["id"])["status"] == "SENDING")
+    assert len(bot_api.sent(token)) < 3
+    sender_time.at = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    stack.drain()
+    assert sorted(int(b["chat_id"]) for b in bot_api.sent(token)) == [1, 2, 3]
+    stats = _view(org, draft["id"])["stats"]
+    assert (stats["by_status"]["sent"], stats["by_status"]["pending"]) == (3, 0)

@@ -1,7 +1,7 @@
 """Quiet hours of a marketing broadcast: no message is sent to a recipient while it is night (or whatever
 the window says) where the recipient lives. The recipient's time zone comes from its phone number (the
-zones of the number's country and area, as libphonenumber's geodata gives them); a contact without a
-phone, or whose number's zone is unknown, uses the broadcast's `timezone`.
+zone of the number's country and area, as libphonenumber's geodata gives it); a contact without a
+phone, or whose number's zone is unknown or ambiguous, uses the broadcast's `timezone`.
 
 A recipient inside its quiet hours is held: its batch is sent again to SendQueue with a delay (at most
 SQS's 15 minutes at a time) until the window opens, then sent as any other; the batch is tallied once,
@@ -53,6 +53,16 @@ class QuietHours:
         return max(opening.astimezone(UTC), now.astimezone(UTC) + timedelta(seconds=1))
 
 
+def closes_at(quiet: QuietHours, now: datetime, zone: str | None) -> datetime:
+    """When quiet hours next begin for a recipient in `zone` (UTC)."""
+    tz = ZoneInfo(zone or quiet.timezone)
+    local = now.astimezone(tz)
+    start = datetime.combine(local.date(), quiet.start, tzinfo=tz)
+    if start <= local:
+        start = datetime.combine(local.date() + timedelta(days=1), quiet.start, tzinfo=tz)
+    return start.astimezone(UTC)
+
+
 def parse_quiet_hours(data: Any, *, path: str = "quiet_hours") -> QuietHours | None:
     if data is None:
         return None
@@ -85,19 +95,28 @@ def _valid_zone(zone: str) -> bool:
 
 @lru_cache(maxsize=8192)
 def zone_of_phone(phone: str | None) -> str | None:
-    """The time zone of an E.164 number; when its area spans several, the one whose UTC offset is the
-    median of them (the middle of the country, not its edge). None when unknown."""
+    """The time zone of an E.164 number, when its country and area have exactly one; None otherwise (a
+    mobile range spanning a continent, like Russia's or Australia's, tells nothing reliable: the
+    broadcast's zone is used)."""
     if not phone:
         return None
     try:
         number = phonenumbers.parse(phone)
     except phonenumbers.NumberParseException:
         return None
-    zones = [z for z in number_zones.time_zones_for_number(number) if z != UNKNOWN_ZONE and _valid_zone(z)]
+    zones = {z for z in number_zones.time_zones_for_number(number) if z != UNKNOWN_ZONE and _valid_zone(z)}
     if not zones:
         return None
     if len(zones) == 1:
-        return zones[0]
-    reference = datetime(2026, 1, 15, 12, tzinfo=UTC)
-    by_offset = sorted(zones, key=lambda z: (reference.astimezone(ZoneInfo(z)).utcoffset(), z))
-    return by_offset[(len(by_offset) - 1) // 2]
+        return zones.pop()
+    # Several names for one offset all year (Europe/London, Europe/Isle_of_Man, ...) are one zone.
+    offsets = {_offsets(z) for z in zones}
+    return min(zones) if len(offsets) == 1 else None
+
+
+def _offsets(zone: str) -> tuple[Any, Any]:
+    tz = ZoneInfo(zone)
+    return (
+        datetime(2026, 1, 15, 12, tzinfo=UTC).astimezone(tz).utcoffset(),
+        datetime(2026, 7, 15, 12, tzinfo=UTC).astimezone(tz).utcoffset(),
+    )

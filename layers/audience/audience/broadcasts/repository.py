@@ -68,8 +68,18 @@ class RecipientRef:
         return cls(int(shard), str(sk))
 
 
+CONFLICT_RETRIES = 4
+
+
 def _failed_condition(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _conflicted(error: ClientError) -> bool:
+    if error.response["Error"]["Code"] != "TransactionCanceledException":
+        return False
+    reasons = error.response.get("CancellationReasons") or []
+    return any(r.get("Code") == "TransactionConflict" for r in reasons)
 
 
 def _cancelled_by_condition(error: ClientError) -> bool:
@@ -540,6 +550,25 @@ class BroadcastsRepository:
         ]
         return self._record_once(org_id, broadcast_id, item, deltas, shard, extra if activity else [])
 
+    def record_split(self, org_id: str, broadcast_id: str, batch: str, parts: list[dict[str, Any]]) -> bool:
+        """Record that `batch` was split into `parts` (one batch per time zone), in the batch's tally marker:
+        the batch itself is then never tallied, and every delivery of it replays the same parts. False when
+        the marker was there already (an earlier delivery split or tallied it)."""
+        item = {"sk": f"{keys.TALLY_PREFIX}{batch}", "split": json.dumps(parts)}
+        return self._record_once(org_id, broadcast_id, item, {}, keys.shard_of(batch))
+
+    def split_of(self, org_id: str, broadcast_id: str, batch: str) -> list[dict[str, Any]] | None:
+        """The parts `batch` was split into; [] when it was tallied whole; None when it is neither yet."""
+        response = self._client.get_item(
+            TableName=self._table_name,
+            Key=serialize({"pk": keys.broadcast_pk(org_id, broadcast_id), "sk": f"{keys.TALLY_PREFIX}{batch}"}),
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            return None
+        split = deserialize(response["Item"]).get("split")
+        return list(json.loads(split)) if split else []
+
     def activity(self, org_id: str, first_day: str, last_day: str) -> dict[str, dict[str, int]]:
         """The org's sending activity per day from `first_day` to `last_day` (YYYY-MM-DD, both included):
         what the tallies added, summed over the shards."""
@@ -991,26 +1020,32 @@ class BroadcastsRepository:
         extra: list[dict[str, Any]] | None = None,
     ) -> bool:
         """Put a marker item and add `deltas` to a counter shard in one transaction, once: False when the
-        marker was already there (an earlier attempt recorded it)."""
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table_name,
-                            "Item": serialize({"pk": keys.broadcast_pk(org_id, broadcast_id), **item}),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    self._counter_op(org_id, broadcast_id, shard, deltas),
-                    *(extra or []),
-                ]
-            )
-        except ClientError as error:
-            if _cancelled_by_condition(error):
-                return False
-            raise
-        return True
+        marker was already there (an earlier attempt recorded it). A conflict with another transaction on
+        the same counter items (busy broadcasts share an org's activity items) is retried a few times."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table_name,
+                                "Item": serialize({"pk": keys.broadcast_pk(org_id, broadcast_id), **item}),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        self._counter_op(org_id, broadcast_id, shard, deltas),
+                        *(extra or []),
+                    ]
+                )
+            except ClientError as error:
+                if _cancelled_by_condition(error):
+                    return False
+                if not _conflicted(error) or attempt == CONFLICT_RETRIES:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+                continue
+            return True
+        return False  # not reached: the last attempt returns or raises
 
     def iter_batches(self, org_id: str, broadcast_id: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Batch markers (`Q#` planned or `T#` tallied), for checks and recounts."""

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -37,7 +37,7 @@ from audience.broadcasts import keys
 from audience.broadcasts import repository as r
 from audience.broadcasts.delivery import Delivery, from_address, sender_of
 from audience.broadcasts.models import ChannelTemplate, Property, parse_channel_template, parse_properties
-from audience.broadcasts.quiet import QuietHours, parse_quiet_hours, zone_of_phone
+from audience.broadcasts.quiet import QuietHours, closes_at, parse_quiet_hours, zone_of_phone
 from audience.broadcasts.render import MissingVariable, render
 from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
 from audience.channels.models import DEFAULT_RATE, Connection
@@ -266,8 +266,16 @@ class Sender:
                 stopped[0] = self._repo.summary(org_id, broadcast_id)["status"] != "SENDING"
             return stopped[0]
 
-        if content.quiet is not None and not stopped[0] and self._held(message, content.quiet, refs, rows, contacts):
-            return []
+        closes: float | None = None
+        if content.quiet is not None:
+            held, zone = self._held(message, content.quiet, refs, rows, contacts, stopped[0])
+            if held:
+                return []
+            if zone is not None:
+                # Sending stops when the zone's quiet hours begin; what is left is held until they end.
+                closes = closes_at(content.quiet, self._now(), zone).timestamp()
+                deadline = min(deadline, time.time() + closes - self._now().timestamp())
+                message = {**message, "zone": zone}
         results: list[dict[str, Any]] = []
         incomplete = 0
         for ref in refs:
@@ -279,6 +287,10 @@ class Sender:
                 incomplete += 1
             else:
                 results.append(ended)
+        if incomplete and closes is not None and self._now().timestamp() >= closes - 1 and content.quiet is not None:
+            opens = content.quiet.opens_at(self._now() + timedelta(seconds=1), message["zone"])
+            self._enqueue(message, opens)
+            return results
         if incomplete:
             raise BatchIncomplete(f"{incomplete} of {len(refs)} recipients of batch {batch} could not be sent yet")
         deltas, activity = _tally(results, summary["type"])
@@ -293,32 +305,46 @@ class Sender:
         refs: list[RecipientRef],
         rows: dict[RecipientRef, dict[str, Any]],
         contacts: dict[str, Contact],
-    ) -> bool:
-        """Quiet hours, judged per batch: a batch whose recipients live in several time zones is split into
-        one batch per zone (ids `{batch}@{zone}`, the same whatever the delivery, so a redelivered batch
-        splits into the same ones; the split batch itself holds no one and is not tallied). A batch of one
-        zone is held, whole, while it is quiet hours there. True when nothing is to be sent now."""
+        stopped: bool,
+    ) -> tuple[bool, str | None]:
+        """Quiet hours, judged per batch. A batch whose recipients live in several time zones is split into
+        one batch per zone (`{batch}@{zone}`); the split is recorded in the batch's tally marker first, so
+        the batch itself is never tallied and every later delivery of it (a redelivery, a planner retry,
+        whatever its zones look like by then) sends the same parts again. A batch of one zone is held,
+        whole, while it is quiet hours there. (True, _) when nothing is to be sent now (a cancelled run is
+        sent on, to end its rows CANCELLED); else (False, the batch's zone, if it has one)."""
+        org_id, broadcast_id, batch = message["org_id"], message["broadcast_id"], message["batch"]
         zone = message.get("zone")
         if zone is None:
-            groups: dict[str, list[list[Any]]] = {}
-            for ref in refs:
-                row = rows.get(ref)
-                if row is None:
-                    continue
-                contact = contacts.get(row["contact_id"])
-                found = zone_of_phone(contact.phone if contact else None) or quiet.timezone
-                groups.setdefault(found, []).append([ref.shard, ref.sk])
-            if len(groups) > 1:
-                for found, recipients in sorted(groups.items()):
-                    split = {**message, "batch": f"{message['batch']}@{found}", "zone": found, "recipients": recipients}
-                    self._enqueue(split, quiet.opens_at(self._now(), found))
-                return True
-            zone = next(iter(groups), quiet.timezone)
+            parts = self._repo.split_of(org_id, broadcast_id, batch)
+            if parts is None and not stopped:
+                groups: dict[str, list[list[Any]]] = {}
+                for ref in refs:
+                    row = rows.get(ref)
+                    if row is not None:
+                        contact = contacts.get(row["contact_id"])
+                        found = zone_of_phone(contact.phone if contact else None) or quiet.timezone
+                        groups.setdefault(found, []).append([ref.shard, ref.sk])
+                if len(groups) <= 1:
+                    zone = next(iter(groups), quiet.timezone)
+                else:
+                    parts = [
+                        {**message, "batch": f"{batch}@{found}", "zone": found, "recipients": recipients}
+                        for found, recipients in sorted(groups.items())
+                    ]
+                    if not self._repo.record_split(org_id, broadcast_id, batch, parts):
+                        parts = self._repo.split_of(org_id, broadcast_id, batch) or []
+            if parts is not None:
+                for part in parts:
+                    self._enqueue(part, None)  # each part holds itself while its zone is quiet
+                return True, None  # split, or tallied whole already: nothing of it is sent here
+        if stopped or zone is None:
+            return False, None
         opens = quiet.opens_at(self._now(), zone)
         if opens is None:
-            return False
+            return False, zone
         self._enqueue({**message, "zone": zone}, opens)
-        return True
+        return True, zone
 
     def _enqueue(self, message: dict[str, Any], opens: datetime | None) -> None:
         """Put a batch on SendQueue: at once, or held until `opens` (SQS delays a message at most 15 minutes:
@@ -418,7 +444,16 @@ class Sender:
         if not self._pacer.send_at(connection.id, slot, rate, deadline):
             self._repo.release(claimed)
             return None
-        result = self._send(provider, outbound, claimed, connection.id, deadline)
+        if time.time() - prepared > LEASE_SECONDS / 3 and not self._repo.renew(
+            claimed, now=int(time.time()), lease=LEASE_SECONDS
+        ):
+            return None  # waited so long for a slot that another delivery took the row over
+
+        def pace() -> bool:
+            following = self._pacer.acquire(connection.id, rate, None, deadline)
+            return following is not None and self._pacer.send_at(connection.id, following, rate, deadline)
+
+        result = self._send(provider, outbound, claimed, connection.id, deadline, pace)
         finished_at = clock.now_iso()
         if isinstance(result, Sent):
             self._repo.link_message(org_id, row["channel"], result.provider_message_id, claimed, int(time.time()))
@@ -502,13 +537,24 @@ class Sender:
         return {**result, "status": r.FAILED, "error_code": sent.code, "error_title": sent.title}
 
     def _send(
-        self, provider: Any, outbound: Any, claimed: dict[str, Any], connection_id: str, deadline: float
+        self,
+        provider: Any,
+        outbound: Any,
+        claimed: dict[str, Any],
+        connection_id: str,
+        deadline: float,
+        pace: Callable[[], bool],
     ) -> Sent | Failed:
+        """The provider call, and its retries: each retry takes a slot of the pace like any send (`pace`),
+        then renews the row's hold, so neither the rate nor the hold is overrun by a retry."""
         failures = 0
         first = True
         while True:
-            if not first and not self._repo.renew(claimed, now=int(time.time()), lease=LEASE_SECONDS):
-                return Failed("retryable", "lease_lost", "another delivery took the recipient over")
+            if not first:
+                if not pace():
+                    return Failed("retryable", "no_slot", "no sending slot before the deadline")
+                if not self._repo.renew(claimed, now=int(time.time()), lease=LEASE_SECONDS):
+                    return Failed("retryable", "lease_lost", "another delivery took the recipient over")
             first = False
             result = provider.send(outbound)
             if isinstance(result, Sent):
