@@ -75,18 +75,21 @@ def _failed_condition(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
-def _conflicted(error: ClientError) -> bool:
+def _cancelled_for(error: ClientError, code: str) -> bool:
+    """Whether a transaction was cancelled, and one of its items for `code` (ConditionalCheckFailed: a
+    condition did not hold; TransactionConflict: another transaction was writing the item)."""
     if error.response["Error"]["Code"] != "TransactionCanceledException":
         return False
     reasons = error.response.get("CancellationReasons") or []
-    return any(r.get("Code") == "TransactionConflict" for r in reasons)
+    return any(r.get("Code") == code for r in reasons)
+
+
+def _conflicted(error: ClientError) -> bool:
+    return _cancelled_for(error, "TransactionConflict")
 
 
 def _cancelled_by_condition(error: ClientError) -> bool:
-    if error.response["Error"]["Code"] != "TransactionCanceledException":
-        return False
-    reasons = error.response.get("CancellationReasons") or []
-    return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return _cancelled_for(error, "ConditionalCheckFailed")
 
 
 class BroadcastsRepository:
