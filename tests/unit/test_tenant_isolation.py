@@ -46,6 +46,7 @@ BODIES = {
     },
     ("PATCH", "/orgs/{org_id}/connections/{connection_id}"): {"name": "mine now"},
     ("PUT", "/orgs/{org_id}/inbound-settings"): {"opt_out_keywords": ["BERHENTI"]},
+    ("PUT", "/orgs/{org_id}/send-policy"): {"frequency_cap": {"limit": 3, "window_hours": 24}},
     ("PATCH", "/orgs/{org_id}/broadcasts/{broadcast_id}"): {"name": "mine now"},
     ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/send"): {"email": "victim@x.io"},
     ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/test"): {"email": "victim@x.io"},
@@ -74,6 +75,7 @@ def victim(other_org):
         json={"platform": "telegram", "name": "theirs", "secrets": {"bot_token": "123456:" + "A" * 35}},
     ).json()
     other_org.client.put("/orgs/c/inbound-settings", json={"opt_out_keywords": ["HALT"]})
+    other_org.client.put("/orgs/c/send-policy", json={"frequency_cap": {"limit": 5, "window_hours": 48}})
     broadcast = other_org.client.post(
         "/orgs/c/broadcasts",
         json={
@@ -132,6 +134,7 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     assert b.client.get(f"/orgs/c/imports/{ids['import_id']}").json()["status"] == "awaiting_upload"
     assert b.client.get(f"/orgs/c/connections/{ids['connection_id']}").json()["name"] == "theirs"
     assert b.client.get("/orgs/c/inbound-settings").json()["opt_out_keywords"] == ["HALT"]
+    assert b.client.get("/orgs/c/send-policy").json()["frequency_cap"] == {"limit": 5, "window_hours": 48.0}
     theirs = b.client.get(f"/orgs/c/broadcasts/{ids['broadcast_id']}").json()
     assert (theirs["name"], theirs["status"], theirs["stats"]["total"]) == ("theirs", "ACTIVE", 0)
 

@@ -5,9 +5,9 @@ growth by month, broadcast recipients over time, and the largest segments.
   and `m#{YYYY-MM}`, the contacts created that month that still exist: a deleted contact leaves the month
   it was created in, so the months always add up to the total).
 - Broadcast recipients: the broadcasts table's activity items, one per org, day and shard, moved by the
-  same transaction that tallies a batch of recipients (by outcome, by type of broadcast, and messages sent
-  by channel). Delivered and read are per broadcast (its stats); a day's figures are the recipients whose
-  send ended that day (UTC).
+  same transaction that tallies a batch of recipients (by outcome, skipped ones also by reason, by type of
+  broadcast, and messages sent by channel). Delivered and read are per broadcast (its stats); a day's
+  figures are the recipients whose send ended that day (UTC).
 """
 
 from __future__ import annotations
@@ -104,6 +104,9 @@ class AnalyticsService:
                 if name.startswith("ch#"):
                     channel = name[3:]
                     row["sent_by_channel"][channel] = row["sent_by_channel"].get(channel, 0) + value
+                elif name.startswith("skipped#"):
+                    reason = name.removeprefix("skipped#")
+                    row["skipped_by_reason"][reason] = row["skipped_by_reason"].get(reason, 0) + value
                 elif name in row:
                     row[name] += value
         for row in rows.values():
@@ -125,6 +128,7 @@ def _empty_row(label: str) -> dict[str, Any]:
         "period": label,
         "recipients": 0,
         **dict.fromkeys(OUTCOMES, 0),
+        "skipped_by_reason": {},
         "marketing": 0,
         "transactional": 0,
         "sent_by_channel": {},

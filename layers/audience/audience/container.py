@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # compliance and exports are imported by their builders, when
     from audience.imports.service import ImportService
     from audience.inbound.processor import InboundProcessor
     from audience.inbound.repository import InboundRepository
+    from audience.policies.frequency import FrequencyCaps
+    from audience.policies.service import SendPolicyService
 
 
 @cache
@@ -302,6 +304,22 @@ def sandbox_poster() -> Any:
 
 
 @cache
+def frequency_caps() -> FrequencyCaps:
+    """Each org's frequency cap on marketing messages, as the senders (broadcasts, follow-ups) apply it."""
+    from audience.policies.frequency import FrequencyCaps
+
+    settings = get_settings()
+    return FrequencyCaps(_required(settings.broadcasts_table, "BROADCASTS_TABLE"), OrgsRepository(settings.orgs_table))
+
+
+@cache
+def send_policy_service() -> SendPolicyService:
+    from audience.policies.service import SendPolicyService
+
+    return SendPolicyService(OrgsRepository(get_settings().orgs_table), frequency_caps())
+
+
+@cache
 def broadcast_sender() -> Sender:
     from audience.broadcasts.planner import finish_if_done
     from audience.broadcasts.sender import Sender
@@ -319,6 +337,7 @@ def broadcast_sender() -> Sender:
         eligibility_service(),
         delivery(),
         on_tallied=on_tallied,
+        caps=frequency_caps(),
         links_base_url=settings.api_base_url,
         send_queue_url=settings.send_queue_url,
     )
@@ -398,6 +417,8 @@ def reset() -> None:
     inbound_processor.cache_clear()
     broadcasts_repository.cache_clear()
     delivery.cache_clear()
+    frequency_caps.cache_clear()
+    send_policy_service.cache_clear()
     broadcast_sender.cache_clear()
     broadcast_planner.cache_clear()
     broadcast_service.cache_clear()

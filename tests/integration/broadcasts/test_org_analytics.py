@@ -78,6 +78,7 @@ def test_broadcast_recipients_per_day_by_outcome_type_and_channel(stack: Any, bo
         "sent": 4,
         "failed": 1,
         "skipped": 0,
+        "skipped_by_reason": {},
         "cancelled": 0,
         "marketing": 3,
         "transactional": 2,

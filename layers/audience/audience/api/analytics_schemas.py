@@ -25,6 +25,7 @@ class RecipientsPeriod(Model):
     sent: int
     failed: int
     skipped: int
+    skipped_by_reason: dict[str, int] = Field(description="Skipped recipients by reason (`frequency_cap`, ...)")
     cancelled: int
     marketing: int
     transactional: int

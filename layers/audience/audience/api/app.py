@@ -18,6 +18,7 @@ from audience.api.routers import (
     exports,
     imports,
     orgs,
+    policies,
     segments,
     tags,
 )
@@ -127,6 +128,7 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(broadcasts.contact_router)
     app.include_router(broadcasts.public_router)
     app.include_router(analytics.router)
+    app.include_router(policies.router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

@@ -111,6 +111,9 @@ class Stats(BaseModel):
     read: int
     failed: int
     skipped: int
+    skipped_by_reason: dict[str, int] = Field(
+        description="Skipped recipients by reason (`frequency_cap`, `unsubscribed`, `contact_deleted`, ...)"
+    )
     cancelled: int
     possible_duplicates: int
     sent_pct: float

@@ -17,6 +17,7 @@ status path share them.
 | org activity        | `O#{org}#ACT#{s}`               | `D#{day}`         |                                       |
 | pacing schedule     | `PACE#{connection}`             | `#P` (TTL)        |                                       |
 | daily cap           | `PACE#{connection}#D#{day}`     | `#P` (TTL)        |                                       |
+| frequency cap takes | `O#{org}#FC#{contact}`          | `#FC` (TTL)       |                                       |
 | sandbox message     | `O#{org}#SBX#{connection}`      | `{at}#{message}`  | (TTL 7 days)                          |
 | unsubscribe link    | `U#{token}`                     | `#U` (TTL 1 year) |                                       |
 
@@ -26,7 +27,8 @@ what transitions write and the list index projects; the content (templates up to
 only while the broadcast is a draft. The list index (gsi1) projects summaries; the contact index (gsi2)
 holds keys only, so a recipient's status moves never write an index. One query on the broadcast's
 partition with `sk < "$"` reads summary, content and counters together; batch markers (`Q#`, `T#`) sort
-after them.
+after them. A contact's frequency cap item holds the marketing messages it was sent in the org's window
+(`takes`: key → epoch seconds, `version` for optimistic writes; audience/policies/frequency.py).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ IDEMPOTENCY_SK = "#K"
 WINDOW_SK = "#W"
 PACE_SK = "#P"
 UNSUBSCRIBE_SK = "#U"
+FREQUENCY_SK = "#FC"
 
 
 def broadcast_pk(org_id: str, broadcast_id: str) -> str:
@@ -108,6 +111,10 @@ def pace_pk(connection_id: str) -> str:
 
 def cap_pk(connection_id: str, day: str) -> str:
     return f"PACE#{connection_id}#D#{day}"
+
+
+def frequency_pk(org_id: str, contact_id: str) -> str:
+    return f"O#{org_id}#FC#{contact_id}"
 
 
 def unsubscribe_pk(token: str) -> str:

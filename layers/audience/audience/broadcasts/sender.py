@@ -7,6 +7,9 @@ For each recipient, in order:
 2. a cancelled marketing broadcast ends the row CANCELLED without sending;
 3. eligibility is checked again on the contact as it is now (an opt-out that arrived after planning stops
    the send): SKIPPED with the reason;
+   a marketing message then takes a place under the org's frequency cap (SKIPPED, `frequency_cap`, when the
+   contact already had its share of the window; a take is per recipient row, so a redelivery counts once,
+   and it is released when the message does not go out after all: cancelled, failed for good);
 4. the message is rendered (a variable without a value: FAILED, `missing_variable`);
 5. the connection's pace is respected (a slot on a schedule shared by every sender, 1/rate apart);
 6. the row moves PENDING → SENDING by a conditional write, the provider is called, and the row moves to
@@ -28,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -44,8 +47,11 @@ from audience.channels.models import DEFAULT_RATE, Connection
 from audience.compliance.eligibility import EligibilityService
 from audience.contacts.models import Contact
 from audience.contacts.repository import ContactsRepository
-from audience.errors import NotFoundError, ValidationError
+from audience.errors import ConcurrentUpdateError, NotFoundError, ValidationError
 from audience.providers.base import Failed, Outbound, Sent
+
+if TYPE_CHECKING:
+    from audience.policies.frequency import FrequencyCaps
 
 logger = Logger(child=True)
 
@@ -211,6 +217,7 @@ class Sender:
         delivery: Delivery,
         *,
         on_tallied: Callable[[str, str], None],
+        caps: FrequencyCaps | None = None,
         pacer: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
         links_base_url: str = "",
@@ -223,6 +230,7 @@ class Sender:
         self._eligibility = eligibility
         self._delivery = delivery
         self._on_tallied = on_tallied
+        self._caps = caps  # None: no org's marketing messages are capped
         self._pacer = pacer or Pacer(repo)
         self._sleep = sleep
         self._content: dict[tuple[str, str], Content] = {}
@@ -394,6 +402,9 @@ class Sender:
             return row
         now = clock.now_iso()
         if cancelled(read=False):
+            if row["status"] == r.PENDING and row.get("attempts") and content.kind == "marketing":
+                # An earlier attempt took the row's place under the frequency cap, and did not send.
+                self._release(self._caps, org_id, row, f"{row['broadcast_id']}:{row['sk']}")
             return self._repo.finish(row, r.CANCELLED, now, reason="the broadcast was cancelled")
         if contact is None:
             return self._repo.finish(row, r.SKIPPED, now, reason="contact_deleted")
@@ -411,6 +422,14 @@ class Sender:
         )
         if not decision.allowed and (marketing or decision.reason == "blocked"):
             return self._repo.finish(row, r.SKIPPED, now, reason=decision.reason)
+        caps = self._caps if marketing else None  # transactional messages are never capped
+        take = f"{row['broadcast_id']}:{row['sk']}"  # one per recipient row: a redelivery takes it again
+        if caps is not None:
+            try:
+                if not caps.take(org_id, row["contact_id"], take):
+                    return self._repo.finish(row, r.SKIPPED, now, reason="frequency_cap")
+            except ConcurrentUpdateError:
+                return None  # other senders kept writing the contact's cap item: the batch is retried
         try:
             outbound = self.compose(
                 org_id,
@@ -425,8 +444,10 @@ class Sender:
                 link=(row["broadcast_id"], row["contact_id"]),
             )
         except MissingVariable as error:
+            self._release(caps, org_id, row, take)
             return self._repo.finish(row, r.FAILED, now, error_code="missing_variable", error_title=error.message[:500])
         except ValueError as error:
+            self._release(caps, org_id, row, take)
             return self._repo.finish(row, r.FAILED, now, error_code="not_sendable", error_title=str(error)[:500])
         rate = int(connection.settings.get("messages_per_second") or DEFAULT_RATE.get(connection.platform, 1))
         cap = connection.settings.get("daily_limit")
@@ -436,6 +457,7 @@ class Sender:
             return None
         prepared = time.time()
         if cancelled():
+            self._release(caps, org_id, row, take)
             return self._repo.finish(row, r.CANCELLED, clock.now_iso(), reason="the broadcast was cancelled")
         claimed = self._repo.start_sending(row, now, now=int(time.time()), lease=LEASE_SECONDS)
         if claimed is None:
@@ -459,10 +481,17 @@ class Sender:
             self._repo.link_message(org_id, row["channel"], result.provider_message_id, claimed, int(time.time()))
             return self._repo.finish(claimed, r.SENT, finished_at, provider_message_id=result.provider_message_id)
         if result.kind == "permanent":
+            self._release(caps, org_id, row, take)
             return self._repo.finish(claimed, r.FAILED, finished_at, error_code=result.code, error_title=result.title)
         self._repo.release(claimed)
         logger.warning("send deferred", extra={"recipient": row["sk"], "code": result.code, "title": result.title})
         return None
+
+    @staticmethod
+    def _release(caps: FrequencyCaps | None, org_id: str, row: dict[str, Any], take: str) -> None:
+        """Give back the frequency cap take of a marketing message that did not go out."""
+        if caps is not None:
+            caps.release(org_id, row["contact_id"], take)
 
     def compose(
         self,
@@ -604,7 +633,7 @@ def outcome_of(row: dict[str, Any]) -> str:
 
 def _tally(rows: list[dict[str, Any]], kind: str) -> tuple[dict[str, int], dict[str, int]]:
     """What a batch moves: the broadcast's counters, and the org's activity of the day (recipients by
-    outcome and by type of broadcast, messages sent by channel)."""
+    outcome and by type of broadcast, skipped ones also by reason, messages sent by channel)."""
     deltas: Counter[str] = Counter({"pending": -len(rows)})
     activity: Counter[str] = Counter()
     for row in rows:
@@ -612,6 +641,10 @@ def _tally(rows: list[dict[str, Any]], kind: str) -> tuple[dict[str, int], dict[
         deltas[outcome] += 1
         activity[outcome] += 1
         activity[kind] += 1
+        if outcome == "skipped":
+            reason = f"skipped#{row.get('reason') or 'unknown'}"
+            deltas[reason] += 1
+            activity[reason] += 1
         if outcome == "sent":
             activity[f"ch#{row['channel']}"] += 1
             if row.get("possible_duplicate"):

@@ -681,7 +681,8 @@ def _editable(summary: dict[str, Any], content: dict[str, Any]) -> dict[str, Any
 
 def stats(counters: dict[str, int], run: str | None = None) -> dict[str, Any]:
     """Analytics from the counters: every recipient once by where it is now, plus the cumulative view
-    (a read message was also delivered and sent); `excluded` counts the contacts the latest run left out."""
+    (a read message was also delivered and sent); `skipped_by_reason` the skipped recipients by reason;
+    `excluded` counts the contacts the latest run left out."""
     total = counters.get("total", 0)
     read = counters.get("read", 0)
     delivered = counters.get("delivered", 0) + read
@@ -701,6 +702,9 @@ def stats(counters: dict[str, int], run: str | None = None) -> dict[str, Any]:
         "read": read,
         "failed": counters.get("failed", 0),
         "skipped": counters.get("skipped", 0),
+        "skipped_by_reason": {
+            k.removeprefix("skipped#"): v for k, v in counters.items() if k.startswith("skipped#") and v
+        },
         "cancelled": counters.get("cancelled", 0),
         "possible_duplicates": counters.get("possible_duplicates", 0),
         "sent_pct": pct(sent),

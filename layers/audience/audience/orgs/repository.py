@@ -9,6 +9,7 @@ Key design (table `OrgsTable`, keys `pk`/`sk`, GSI `gsi1` on `gsi1pk`/`gsi1sk`, 
 | custom field         | `ORG#{org_id}`          | `FIELD#{name}`   |                   |                        |
 | rate-limit window    | `RATE#{key_id}#{window}` | `#RATE`         |                   |                        |
 | inbound settings     | `ORG#{org_id}`          | `#INBOUND`       |                   |                        |
+| send policy          | `ORG#{org_id}`          | `#SENDPOLICY`    |                   |                        |
 
 Access patterns: authenticate a key by its id (strongly consistent get, so a deleted key is refused at
 once); list an org's keys (GSI); read an org with its field definitions (one query on `ORG#{org_id}`);
@@ -169,6 +170,28 @@ class OrgsRepository:
 
     def put_inbound_settings(self, org_id: str, settings: dict[str, Any]) -> None:
         self._table.put_item(Item={"pk": _org_pk(org_id), "sk": "#INBOUND", **settings})
+
+    # -- send policy ------------------------------------------------------------------------------
+
+    def get_send_policy(self, org_id: str) -> dict[str, Any]:
+        """The org's send policy: `frequency_cap` ({"limit", "window_seconds"}, or None when the org has
+        none) and `updated_at` (None when never set). Read strongly consistent, so a change applies at once."""
+        item = (
+            self._table.get_item(Key={"pk": _org_pk(org_id), "sk": "#SENDPOLICY"}, ConsistentRead=True).get("Item")
+            or {}
+        )
+        cap = item.get("frequency_cap")
+        return {
+            "frequency_cap": (
+                {"limit": int(cap["limit"]), "window_seconds": int(cap["window_seconds"])} if cap else None
+            ),
+            "updated_at": item.get("updated_at"),
+        }
+
+    def put_send_policy(self, org_id: str, policy: dict[str, Any]) -> None:
+        """Replace the org's send policy (`frequency_cap` None: no cap)."""
+        item = {"pk": _org_pk(org_id), "sk": "#SENDPOLICY", **{k: v for k, v in policy.items() if v is not None}}
+        self._table.put_item(Item=item)
 
     # -- custom fields ----------------------------------------------------------------------------
 
