@@ -51,6 +51,14 @@ BODIES = {
     ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/send"): {"email": "victim@x.io"},
     ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/test"): {"email": "victim@x.io"},
     ("POST", "/orgs/{org_id}/broadcasts/{broadcast_id}/schedule"): {},
+    ("POST", "/orgs/{org_id}/contacts/{contact_id}/messages"): {"connection_id": "ch_" + "0" * 26, "text": "x"},
+    ("POST", "/orgs/{org_id}/contacts/{contact_id}/follow-ups"): {
+        "connection_id": "ch_" + "0" * 26,
+        "in": "1h",
+        "text": "x",
+    },
+    ("PUT", "/orgs/{org_id}/follow-up-rules"): {"enabled": False},
+    ("PUT", "/orgs/{org_id}/connections/{connection_id}/follow-up-rules"): {"enabled": False},
 }
 QUERIES = {
     ("GET", "/orgs/{org_id}/contacts/{contact_id}/eligibility"): {"channel": "email", "purpose": "marketing"},
@@ -76,6 +84,7 @@ def victim(other_org):
     ).json()
     other_org.client.put("/orgs/c/inbound-settings", json={"opt_out_keywords": ["HALT"]})
     other_org.client.put("/orgs/c/send-policy", json={"frequency_cap": {"limit": 5, "window_hours": 48}})
+    other_org.client.put("/orgs/c/follow-up-rules", json={"enabled": False, "idle_seconds": 60})
     broadcast = other_org.client.post(
         "/orgs/c/broadcasts",
         json={
@@ -95,6 +104,7 @@ def victim(other_org):
         "import_id": upload["import"]["id"],
         "connection_id": connection["id"],
         "broadcast_id": broadcast["id"],
+        "follow_up_id": "idle-telegram",
     }
     return other_org, ids, source["id"]
 
@@ -135,6 +145,7 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     assert b.client.get(f"/orgs/c/connections/{ids['connection_id']}").json()["name"] == "theirs"
     assert b.client.get("/orgs/c/inbound-settings").json()["opt_out_keywords"] == ["HALT"]
     assert b.client.get("/orgs/c/send-policy").json()["frequency_cap"] == {"limit": 5, "window_hours": 48.0}
+    assert b.client.get("/orgs/c/follow-up-rules").json()["idle_seconds"] == 60
     theirs = b.client.get(f"/orgs/c/broadcasts/{ids['broadcast_id']}").json()
     assert (theirs["name"], theirs["status"], theirs["stats"]["total"]) == ("theirs", "ACTIVE", 0)
 

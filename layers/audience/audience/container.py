@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # compliance and exports are imported by their builders, when
     from audience.compliance.eligibility import EligibilityService
     from audience.exports.service import ExportService
     from audience.exports.worker import ExportWorker
+    from audience.followups.service import FollowUpService
     from audience.imports.service import ImportService
     from audience.inbound.processor import InboundProcessor
     from audience.inbound.repository import InboundRepository
@@ -233,6 +234,7 @@ def inbound_processor() -> InboundProcessor:
         publisher=EventPublisher(settings.event_bus_name),
         confirm_subscription=confirm_subscription,
         broadcasts=broadcasts_repository() if settings.broadcasts_table else None,
+        followups=follow_up_service() if settings.follow_up_state_machine else None,
     )
 
 
@@ -392,6 +394,24 @@ def analytics_service() -> AnalyticsService:
     )
 
 
+@cache
+def follow_up_service() -> FollowUpService:
+    from audience.followups.repository import FollowUpsRepository
+    from audience.followups.service import FollowUpService
+
+    settings = get_settings()
+    return FollowUpService(
+        FollowUpsRepository(settings.contacts_table, settings.orgs_table),
+        inbound_repository(),
+        ContactsRepository(settings.contacts_table),
+        eligibility_service(),
+        delivery(),
+        state_machine_arn=_required(settings.follow_up_state_machine, "FOLLOW_UP_STATE_MACHINE"),
+        idempotency=broadcasts_repository(),
+        caps=frequency_caps(),
+    )
+
+
 def reset() -> None:
     """Forget built services (tests and the local stack call this after changing the environment)."""
     from audience import aws
@@ -418,6 +438,7 @@ def reset() -> None:
     broadcasts_repository.cache_clear()
     delivery.cache_clear()
     frequency_caps.cache_clear()
+    follow_up_service.cache_clear()
     send_policy_service.cache_clear()
     broadcast_sender.cache_clear()
     broadcast_planner.cache_clear()

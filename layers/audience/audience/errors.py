@@ -89,11 +89,12 @@ class AuthenticationError(AudienceError):
 
 
 class RateLimitedError(AudienceError):
-    """The caller exceeded its request budget; retry after `retry_after` seconds."""
+    """The caller exceeded its request budget (`limit`), or a provider is rate limiting the send; retry
+    after `retry_after` seconds."""
 
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after: int, limit: int) -> None:
+    def __init__(self, message: str, retry_after: int, limit: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.limit = limit

@@ -46,6 +46,8 @@ class Settings:
     api_base_url: str = ""
     # Where sandbox connections queue the statuses of what they "sent".
     sandbox_queue_url: str = ""
+    # The state machine of follow-up timers (idle conversations, follow-ups requested for a time).
+    follow_up_state_machine: str = ""
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -94,6 +96,7 @@ def get_settings() -> Settings:
         graph_api_url=_url("GRAPH_API_URL", "https://graph.facebook.com"),
         api_base_url=_url("API_BASE_URL", ""),
         sandbox_queue_url=os.environ.get("SANDBOX_QUEUE_URL", "").strip(),
+        follow_up_state_machine=os.environ.get("FOLLOW_UP_STATE_MACHINE", "").strip(),
     )
 
 

@@ -16,6 +16,7 @@ from audience.api.routers import (
     do_not_contact,
     events,
     exports,
+    followups,
     imports,
     orgs,
     policies,
@@ -129,6 +130,8 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(broadcasts.public_router)
     app.include_router(analytics.router)
     app.include_router(policies.router)
+    app.include_router(followups.contact_router)
+    app.include_router(followups.rules_router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

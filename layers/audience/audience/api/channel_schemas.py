@@ -125,6 +125,12 @@ class ConversationOut(BaseModel):
     window_open: bool
     inbound_count: int = 0
     outbound_count: int = 0
+    last_outbound_at: str | None = None
+    status: str = Field(default="open", description="open, or resolved by the closing step of follow-ups")
+    resolved_at: str | None = None
+    follow_up_state: str | None = Field(
+        default=None, description="The idle timer: waiting, replied, opted_out, cancelled, closed or disabled"
+    )
 
 
 class ConversationList(BaseModel):

@@ -69,7 +69,8 @@ def _domain_error(_: Request, error: Exception) -> JSONResponse:
     if isinstance(error, RateLimitedError):
         _count("RateLimitedRequests")
         headers["Retry-After"] = str(error.retry_after)
-        headers["X-RateLimit-Limit"] = str(error.limit)
+        if error.limit is not None:
+            headers["X-RateLimit-Limit"] = str(error.limit)
         headers["X-RateLimit-Remaining"] = "0"
     if status == 500:
         _count("InternalErrors")

@@ -78,12 +78,12 @@ def parse_quiet_hours(data: Any, *, path: str = "quiet_hours") -> QuietHours | N
     if bounds[0] == bounds[1]:
         raise ValidationError.for_field(f"{path}.end", data.get("end"), "must differ from start")
     zone = data.get("timezone", "UTC")
-    if not isinstance(zone, str) or not _valid_zone(zone):
+    if not isinstance(zone, str) or not valid_zone(zone):
         raise ValidationError.for_field(f"{path}.timezone", zone, "must be an IANA time zone, like Europe/Berlin")
     return QuietHours(bounds[0], bounds[1], zone)
 
 
-def _valid_zone(zone: str) -> bool:
+def valid_zone(zone: str) -> bool:
     if len(zone) > 64 or zone == UNKNOWN_ZONE:
         return False
     try:
@@ -104,7 +104,7 @@ def zone_of_phone(phone: str | None) -> str | None:
         number = phonenumbers.parse(phone)
     except phonenumbers.NumberParseException:
         return None
-    zones = {z for z in number_zones.time_zones_for_number(number) if z != UNKNOWN_ZONE and _valid_zone(z)}
+    zones = {z for z in number_zones.time_zones_for_number(number) if z != UNKNOWN_ZONE and valid_zone(z)}
     if not zones:
         return None
     if len(zones) == 1:

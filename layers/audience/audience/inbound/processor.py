@@ -32,6 +32,7 @@ from audience.contacts.models import MAX_CHANNELS, Activity, Contact, Identity
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
+from audience.followups.service import FollowUpService
 from audience.inbound import keywords, parse
 from audience.inbound.events import Event, Message, Other, Preference, Sender, Status
 from audience.inbound.publish import EventPublisher
@@ -81,6 +82,7 @@ class InboundProcessor:
         publisher: EventPublisher,
         confirm_subscription: Any,
         broadcasts: BroadcastsRepository | None = None,
+        followups: FollowUpService | None = None,
     ) -> None:
         self._inbound = inbound
         self._contacts = contacts
@@ -93,6 +95,7 @@ class InboundProcessor:
         self._publisher = publisher
         self._confirm_subscription = confirm_subscription
         self._broadcasts = broadcasts
+        self._followups = followups
 
     # -- records ------------------------------------------------------------------------------------------
 
@@ -290,6 +293,11 @@ class InboundProcessor:
         self._inbound.touch_conversation(
             route.org_id, contact.id, channel, direction="inbound", at=message.at, message_id=message.provider_id
         )
+        if self._followups is not None:
+            # Before this record is acknowledged: no follow-up leaves once the contact's message is processed.
+            ended = self._followups.on_inbound(route.org_id, contact.id, message.at)
+            if ended:
+                outcome.count("follow_ups_ended")
         published: list[tuple[str, dict[str, Any]]] = [
             (
                 "conversation.inbound",
@@ -361,6 +369,23 @@ class InboundProcessor:
                 error_title=status.error_title,
             )
         outcome.count(f"status_{status.status}" if moved else "status_not_forward")
+        if (
+            link is None
+            and self._followups is not None
+            and isinstance(moved, dict)
+            and moved.get("follow")
+            and status.status in ("sent", "delivered", "read")
+        ):
+            # A conversation message the API sent: its idle timer runs (started again if the API stopped
+            # before starting it; a repeated status starts nothing, the execution being named after the message).
+            self._followups.arm(
+                route.org_id,
+                moved["contact_id"],
+                moved["channel"],
+                moved.get("connection_id") or route.connection_id,
+                gen=moved["provider_id"],
+                base=moved.get("sent_at") or status.at,
+            )
         if status.status == "failed" and status.error_code == MARKETING_STOPPED and status.recipient is not None:
             contact = self._find(route.org_id, status.recipient)
             if contact is not None:
@@ -502,6 +527,8 @@ class InboundProcessor:
         )
         if contact.status == "SUBSCRIBED" and (every_channel or self._all_opted_out(org_id, contact)):
             self._contacts.update(org_id, contact_id, {"status": "UNSUBSCRIBED"}, source=END_USER_SOURCE)
+        if self._followups is not None:
+            self._followups.on_opt_out(org_id, contact_id)
 
     def opt_in(self, org_id: str, contact_id: str, channel: str, message: Message) -> None:
         """START / UNSTOP: a consent record for the channel, the do-not-contact entries the contact's own

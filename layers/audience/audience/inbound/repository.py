@@ -118,8 +118,10 @@ class InboundRepository:
         at: str,
         entry: dict[str, Any],
         activity: dict[str, Any] | None,
+        ref: dict[str, Any] | None = None,
     ) -> bool:
-        """Append a message to the contact's log, once: False when it was recorded before."""
+        """Append a message to the contact's log, once: False when it was recorded before. `ref` adds
+        attributes to the provider-id item (what a later status needs to know of the message)."""
         pk = contact_keys.contact_pk(org_id, contact_id)
         sk = log_sk(at, channel, provider_id)
         expires = int(self._now()) + MESSAGE_TTL_SECONDS
@@ -129,6 +131,7 @@ class InboundRepository:
                     "TableName": self._table_name,
                     "Item": serialize(
                         {
+                            **(ref or {}),
                             "pk": message_pk(org_id, channel, provider_id),
                             "sk": "#MSG",
                             "type": "message_ref",
@@ -284,9 +287,9 @@ class InboundRepository:
         *,
         error_code: str | None = None,
         error_title: str | None = None,
-    ) -> bool:
+    ) -> dict[str, Any] | None:
         """Move the message to `status` if that is forward; record the time of every status seen either
-        way. True when the status moved."""
+        way. The message's item after the move, or None when the status did not move it."""
         rank = STATUS_RANK[status]
         key = serialize({"pk": message_pk(org_id, channel, provider_id), "sk": "#MSG"})
         stamp = f"{status}_at"
@@ -319,15 +322,16 @@ class InboundRepository:
             values[":title"] = error_title[:500]
         names = {"#status": "status", "#stamp": stamp, "#type": "type"}
         try:
-            self._client.update_item(
+            response = self._client.update_item(
                 TableName=self._table_name,
                 Key=key,
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="attribute_not_exists(status_rank) OR status_rank < :rank",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=serialize(values),
+                ReturnValues="ALL_NEW",
             )
-            return True
+            return deserialize(response["Attributes"])
         except ClientError as error:
             if not _failed_condition(error):
                 raise
@@ -339,7 +343,7 @@ class InboundRepository:
             ExpressionAttributeNames={"#stamp": stamp},
             ExpressionAttributeValues=serialize({":at": at}),
         )
-        return False
+        return None
 
     # -- other events --------------------------------------------------------------------------------
 

@@ -180,7 +180,8 @@ def list_messages(
 
 @contact_router.get("/conversations", response_model=ConversationList, summary="The contact's conversations")
 def list_conversations(org_id: OrgId, contact_id: ContactId) -> ConversationList:
-    """One per channel: the last inbound message and whether the 24-hour service window is open."""
+    """One per channel: the last inbound and outbound messages, whether the 24-hour service window is open,
+    and where its follow-ups are (resolved once the closing step ran)."""
     container.contact_service().get(org_id, contact_id)
     now = clock.now_iso()
     return ConversationList(
@@ -193,6 +194,10 @@ def list_conversations(org_id: OrgId, contact_id: ContactId) -> ConversationList
                 window_open=bool(item.get("window_expires_at")) and item["window_expires_at"] > now,
                 inbound_count=int(item.get("inbound_count", 0)),
                 outbound_count=int(item.get("outbound_count", 0)),
+                last_outbound_at=item.get("last_outbound_at"),
+                status=item.get("status") or "open",
+                resolved_at=item.get("resolved_at"),
+                follow_up_state=item.get("fu_state"),
             )
             for item in container.inbound_repository().conversations(org_id, contact_id)
         ]

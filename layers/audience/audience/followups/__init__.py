@@ -1,0 +1,1 @@
+"""Follow-ups of idle conversations, follow-ups requested for a time, and the outbound messages that start them."""
