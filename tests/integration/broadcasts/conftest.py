@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.channels import BotApiStub, Tenant
+from tests.channels import BotApiStub, GraphStub, Tenant
 from tests.integration.channels import conftest as channels
 
 # The module-scoped stack, Bot API stand-in, app and tenants of the channel tests: the same fixtures.
@@ -57,6 +57,25 @@ def drain_with_sandbox(stack: Any, rounds: int = 4, timeout: float = 300) -> Non
         stack.drain(timeout=timeout)
         time.sleep(1.2)
     stack.drain(timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[GraphStub]:
+    """The Graph API's stand-in (WhatsApp Cloud API sends) for a whole module."""
+    stub = GraphStub()
+    yield stub
+    stub.close()
+
+
+@pytest.fixture
+def graph_api(graph: GraphStub, stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStub]:
+    """GRAPH_API_URL pointed at the stand-in, for modules that send on WhatsApp (`usefixtures`)."""
+    from audience import container
+
+    monkeypatch.setenv("GRAPH_API_URL", graph.url)
+    container.reset()
+    yield graph
+    container.reset()
 
 
 @pytest.fixture(autouse=True)

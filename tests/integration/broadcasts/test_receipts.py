@@ -3,7 +3,6 @@ forward and the broadcast's counters with them, once, whatever the order and the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,21 +12,7 @@ from tests.channels import GraphStub, Webhooks, connect_whatsapp, whatsapp_statu
 PHONE_IDS = iter(range(700000001, 700009999))
 
 
-@pytest.fixture(scope="module")
-def graph() -> Iterator[GraphStub]:
-    stub = GraphStub()
-    yield stub
-    stub.close()
-
-
-@pytest.fixture(autouse=True)
-def _graph_api(graph: GraphStub, stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from audience import container
-
-    monkeypatch.setenv("GRAPH_API_URL", graph.url)
-    container.reset()
-    yield
-    container.reset()
+pytestmark = pytest.mark.usefixtures("graph_api")
 
 
 def _whatsapp_broadcast(org: Any, contacts: int) -> tuple[str, str]:

@@ -14,3 +14,4 @@ bot_api, stack, app, org, other_org = (
     broadcasts.other_org,
 )
 api_server, live_api, _clean_stub = broadcasts.api_server, broadcasts.live_api, broadcasts._clean_stub
+graph, graph_api = broadcasts.graph, broadcasts.graph_api

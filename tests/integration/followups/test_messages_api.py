@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,21 +15,7 @@ from tests.integration.followups.test_follow_ups import _bot, _contact, _executi
 PHONE_IDS = itertools.count(880000000000001)
 
 
-@pytest.fixture(scope="module")
-def graph() -> Iterator[GraphStub]:
-    stub = GraphStub()
-    yield stub
-    stub.close()
-
-
-@pytest.fixture(autouse=True)
-def _graph_api(graph: GraphStub, stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from audience import container
-
-    monkeypatch.setenv("GRAPH_API_URL", graph.url)
-    container.reset()
-    yield
-    container.reset()
+pytestmark = pytest.mark.usefixtures("graph_api")
 
 
 def _whatsapp(org: Tenant) -> tuple[str, str]:

@@ -63,18 +63,20 @@ def closes_at(quiet: QuietHours, now: datetime, zone: str | None) -> datetime:
     return start.astimezone(UTC)
 
 
+def parse_clock(value: Any, path: str) -> time:
+    """A time of day written HH:MM."""
+    found = _CLOCK.match(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValidationError.for_field(path, value, "must be a time of day, HH:MM (00:00 to 23:59)")
+    return time(int(found[1]), int(found[2]))
+
+
 def parse_quiet_hours(data: Any, *, path: str = "quiet_hours") -> QuietHours | None:
     if data is None:
         return None
     if not isinstance(data, dict) or set(data) - {"start", "end", "timezone"}:
         raise ValidationError.for_field(path, None, "must be {start, end, timezone}")
-    bounds = []
-    for name in ("start", "end"):
-        value = data.get(name)
-        found = _CLOCK.match(value) if isinstance(value, str) else None
-        if found is None:
-            raise ValidationError.for_field(f"{path}.{name}", value, "must be a time of day, HH:MM (00:00 to 23:59)")
-        bounds.append(time(int(found[1]), int(found[2])))
+    bounds = [parse_clock(data.get(name), f"{path}.{name}") for name in ("start", "end")]
     if bounds[0] == bounds[1]:
         raise ValidationError.for_field(f"{path}.end", data.get("end"), "must differ from start")
     zone = data.get("timezone", "UTC")

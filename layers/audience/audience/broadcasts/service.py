@@ -11,7 +11,6 @@ already handed to the provider.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from audience.contacts.models import Contact, Identity
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
 from audience.errors import ConflictError, NotFoundError, RateLimitedError, ValidationError
+from audience.idempotency import once
 from audience.segments.repository import SegmentsRepository
 
 MAX_NAME = 200
@@ -38,18 +38,11 @@ DEFAULT_RATE_LIMIT = 100
 DEFAULT_RATE_PERIOD = 60
 MAX_SCHEDULE_DAYS = 365
 MAX_VARIABLES = 50
-# A call holding an Idempotency-Key this long without finishing is taken to have stopped: a retry with the
-# key takes its send over (rows already written are kept; a message already sent is not sent again).
-IN_PROGRESS_SECONDS = 120
 # Property values may be uploaded until a run starts planning (and again after it ended), and are kept
 # 400 days (a draft's values outlive its longest schedule).
 VALUES_STATUSES = ("DRAFT", "SCHEDULED", "CANCELLED", "FAILED", "SENT")
 VALUES_SECONDS = 400 * 86400
 SUMMARY_FIELDS = ("name", "type", "status", "segment_ids", "audience_all", "scheduled_at", "rate_limit")
-
-
-class IdempotencyMismatch(ValidationError):
-    """The Idempotency-Key was used before with a different request body."""
 
 
 class BroadcastService:
@@ -322,29 +315,17 @@ class BroadcastService:
             raise ConflictError(f"this broadcast is {summary['status']}: activate it to send", status=summary["status"])
         if idempotency_key is None:
             return self._send(org_id, summary, body)
-        now = int(time.time())
-        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        owned, record = self._repo.begin_request(
-            org_id, broadcast_id, idempotency_key, fingerprint, now, stale_after=IN_PROGRESS_SECONDS
-        )
-        if not owned:
-            if record.get("fingerprint") != fingerprint:
-                raise IdempotencyMismatch.for_field(
-                    "Idempotency-Key", idempotency_key, "was already used with a different request body"
-                )
-            if record.get("state") == "done":
-                return int(record["http_status"]), json.loads(record["body"])
-            raise ConflictError("a request with this Idempotency-Key is still being processed; retry shortly")
         # The send's id comes from the key's claim: a call that takes over a stopped one continues its send,
         # and a key used again after its record expired makes a new send.
-        send_id = "s" + ids.derived(f"{idempotency_key}:{record['claim']}")
-        try:
-            status, answer = self._send(org_id, summary, body, send_id=send_id)
-        except Exception:
-            self._repo.release_request(org_id, broadcast_id, idempotency_key)
-            raise
-        self._repo.complete_request(org_id, broadcast_id, idempotency_key, status, answer)
-        return status, answer
+        return once(
+            self._repo,
+            org_id,
+            broadcast_id,
+            idempotency_key,
+            body,
+            lambda send_id: self._send(org_id, summary, body, send_id=send_id),
+            prefix="s",
+        )
 
     def _send(
         self, org_id: str, summary: dict[str, Any], body: dict[str, Any], send_id: str | None = None

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from audience.broadcasts.quiet import valid_zone
+from audience.broadcasts.quiet import parse_clock, valid_zone
 from audience.errors import ValidationError
 from audience.providers.base import Param, Template
 
@@ -31,7 +31,6 @@ DEFAULT_FOLLOW_UPS = 3
 MAX_SECONDS = 30 * 24 * 3600
 MAX_TEXT = 4096
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
 
@@ -182,13 +181,7 @@ def parse_business_hours(data: Any, path: str = "business_hours") -> BusinessHou
     days = data.get("days", list(DAYS[:5]))
     if not isinstance(days, list) or not days or any(d not in DAYS for d in days):
         raise ValidationError.for_field(f"{path}.days", None, f"must be a non-empty list of {', '.join(DAYS)}")
-    bounds = []
-    for name in ("start", "end"):
-        value = data.get(name)
-        found = _CLOCK.match(value) if isinstance(value, str) else None
-        if found is None:
-            raise ValidationError.for_field(f"{path}.{name}", value, "must be a time of day, HH:MM (00:00 to 23:59)")
-        bounds.append(time(int(found[1]), int(found[2])))
+    bounds = [parse_clock(data.get(name), f"{path}.{name}") for name in ("start", "end")]
     if bounds[0] >= bounds[1]:
         raise ValidationError.for_field(f"{path}.end", data.get("end"), "must be later in the day than start")
     zone = data.get("timezone", "UTC")

@@ -37,6 +37,7 @@ from audience.contacts.repository import ContactsRepository
 from audience.errors import ConflictError, NotFoundError, RateLimitedError, UpstreamError, ValidationError
 from audience.followups.repository import SCHEDULED, SENDING, WAITING, FollowUpsRepository
 from audience.followups.rules import DISABLED, Content, Rules, parse_content, parse_rules
+from audience.idempotency import once
 from audience.inbound.repository import InboundRepository
 from audience.providers.base import Failed, Outbound, Result, Sent
 
@@ -46,7 +47,6 @@ WINDOW_CHANNELS = frozenset({"whatsapp", "messenger", "instagram"})  # 24-hour c
 TEMPLATE_CHANNELS = frozenset({"whatsapp"})
 LEASE_SECONDS = 30  # a claimed step's send; longer than a provider call can take (10 s timeout)
 MAX_AHEAD = 365 * 24 * 3600  # a requested follow-up is at most a year ahead
-IDEMPOTENCY_SECONDS_IN_PROGRESS = 120
 EARLY = timedelta(milliseconds=250)  # a step woken this close to its due time runs (a Wait may end early)
 
 
@@ -169,28 +169,15 @@ class FollowUpService:
         as the first did without sending again."""
         if idempotency_key is None or self._idempotency is None:
             return self._send_message(org_id, contact_id, body, key=f"m{ids.ulid()}")
-        scope = f"messages:{contact_id}"
-        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        owned, record = self._idempotency.begin_request(
-            org_id, scope, idempotency_key, fingerprint, int(time.time()), stale_after=IDEMPOTENCY_SECONDS_IN_PROGRESS
+        return once(
+            self._idempotency,
+            org_id,
+            f"messages:{contact_id}",
+            idempotency_key,
+            body,
+            lambda key: self._send_message(org_id, contact_id, body, key=key),
+            prefix="m",
         )
-        if not owned:
-            if record.get("fingerprint") != fingerprint:
-                raise ValidationError.for_field(
-                    "Idempotency-Key", idempotency_key, "was already used with a different request body"
-                )
-            if record.get("state") == "done":
-                return int(record["http_status"]), json.loads(record["body"])
-            raise ConflictError("a request with this Idempotency-Key is still being processed; retry shortly")
-        try:
-            status, answer = self._send_message(
-                org_id, contact_id, body, key="m" + ids.derived(f"{idempotency_key}:{record['claim']}")
-            )
-        except Exception:
-            self._idempotency.release_request(org_id, scope, idempotency_key)
-            raise
-        self._idempotency.complete_request(org_id, scope, idempotency_key, status, answer)
-        return status, answer
 
     def _send_message(self, org_id: str, contact_id: str, body: dict[str, Any], *, key: str) -> tuple[int, dict]:
         contact = self._contacts.get(org_id, contact_id, consistent=True)
