@@ -19,22 +19,6 @@ from tests.channels import CUSTOM_SECRET, BotApiStub, Tenant, connect, custom_he
 USER = 5512345678
 
 
-def _bot(org: Tenant, bot_api: BotApiStub, token_number: int) -> tuple[str, str, str]:
-    """A Telegram connection whose webhook is registered: (connection id, bot token, secret token)."""
-    token = f"{token_number}:AAH-test_token_abcdefghijklmnopqrstuvwxy"
-    connection = connect(org, "telegram", {"bot_username": "acme_bot"}, {"bot_token": token})
-    assert org.client.post(f"/orgs/c/connections/{connection['id']}/telegram-webhook").status_code == 200
-    return connection["id"], token, bot_api.secret_token(token)
-
-
-_tokens = iter(range(700000000, 800000000, 17))
-
-
-@pytest.fixture
-def bot(org: Tenant, bot_api: BotApiStub) -> tuple[str, str, str]:
-    return _bot(org, bot_api, next(_tokens))
-
-
 def _contact(org: Tenant, user: int = USER, **extra: Any) -> str:
     answer = org.client.post(
         "/orgs/c/contacts",
@@ -339,8 +323,8 @@ def test_the_sample_events_of_the_function_end_a_timer_that_is_stale(stack: Any,
 def test_follow_ups_count_against_the_frequency_cap(
     stack: Any, org: Tenant, bot_api: BotApiStub, bot: tuple[str, str, str]
 ) -> None:
-    """One marketing message per contact a day: the first follow-up takes it, the second is skipped and
-    recorded; the closing message and the conversation message itself are not capped."""
+    """One marketing message per contact a day: the first follow-up takes it; the second and the closing
+    message are skipped, the conversation is still closed; the conversation message itself is not capped."""
     connection_id, token, _ = bot
     contact_id = _contact(org)
     answer = org.client.put("/orgs/c/send-policy", json={"frequency_cap": {"limit": 1, "window_hours": 24}})
@@ -350,10 +334,12 @@ def test_follow_ups_count_against_the_frequency_cap(
     assert _send(org, contact_id, connection_id).status_code == 201
     stack.drain(timeout=60)
 
-    assert _texts(bot_api, token) == ["Your order is ready", "Still there?", "Closing this chat, thanks"]
+    assert _texts(bot_api, token) == ["Your order is ready", "Still there?"]
     conversation = _conversation(org, contact_id)
     assert conversation["fu_state"] == "closed"
+    assert conversation["status"] == "resolved"
     assert conversation["fu_step"] == 3
+    assert conversation["fu_last"]["reason"] == "frequency_cap"
     assert org.client.put("/orgs/c/send-policy", json={"frequency_cap": None}).status_code == 200
 
 

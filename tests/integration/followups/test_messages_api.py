@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.channels import GraphStub, Tenant, Webhooks, connect_whatsapp, text_message
-from tests.integration.followups.test_follow_ups import _bot, _contact, _executions, _rules, _texts, _tokens
+from tests.integration.followups.conftest import TOKENS, telegram_bot
+from tests.integration.followups.test_follow_ups import _contact, _executions, _rules, _texts
 
 PHONE_IDS = itertools.count(880000000000001)
 
@@ -115,7 +116,7 @@ def test_a_refused_send_is_clear_and_an_idempotency_key_answers_once(stack: Any,
 def test_a_follow_up_requested_for_a_time_goes_then_and_can_be_listed_and_cancelled(
     stack: Any, org: Tenant, bot_api: Any
 ) -> None:
-    connection_id, token, _secret = _bot(org, bot_api, next(_tokens))
+    connection_id, token, _secret = telegram_bot(org, bot_api, next(TOKENS))
     contact_id = _contact(org, user=5512340001)
     url = f"/orgs/c/contacts/{contact_id}/follow-ups"
 
@@ -144,13 +145,17 @@ def test_a_follow_up_requested_for_a_time_goes_then_and_can_be_listed_and_cancel
 
 
 def test_requested_follow_ups_are_checked(stack: Any, org: Tenant, bot_api: Any, graph: GraphStub) -> None:
-    connection_id, _, _ = _bot(org, bot_api, next(_tokens))
+    connection_id, _, _ = telegram_bot(org, bot_api, next(TOKENS))
     contact_id = _contact(org, user=5512340002)
     url = f"/orgs/c/contacts/{contact_id}/follow-ups"
     cases = [
         ({"connection_id": connection_id, "text": "x"}, "at"),
         ({"connection_id": connection_id, "text": "x", "in": "1h", "at": "2030-01-01T00:00:00Z"}, "at"),
         ({"connection_id": connection_id, "text": "x", "in": "soon"}, "in"),
+        ({"connection_id": connection_id, "text": "x", "in": "\u00b2h"}, "in"),
+        ({"connection_id": connection_id, "text": "x", "in": "24h\n"}, "in"),
+        ({"connection_id": connection_id, "text": "x", "in": 10**13}, "in"),
+        ({"connection_id": connection_id, "text": "x", "in": "400d"}, "in"),
         ({"connection_id": connection_id, "text": "x", "at": "2030-01-01T00:00:00"}, "at"),
         ({"connection_id": connection_id, "text": "x", "at": "2001-01-01T00:00:00Z"}, "at"),
         ({"connection_id": connection_id, "in": "1h"}, "message"),
@@ -173,7 +178,7 @@ def test_requested_follow_ups_are_checked(stack: Any, org: Tenant, bot_api: Any,
 
 
 def test_rules_per_org_and_per_connection(stack: Any, org: Tenant, bot_api: Any) -> None:
-    connection_id, _, _ = _bot(org, bot_api, next(_tokens))
+    connection_id, _, _ = telegram_bot(org, bot_api, next(TOKENS))
     assert org.client.get("/orgs/c/follow-up-rules").json()["enabled"] is False
     rules = _rules(
         org, business_hours={"days": ["mon", "fri"], "start": "09:00", "end": "17:30", "timezone": "Asia/Jakarta"}

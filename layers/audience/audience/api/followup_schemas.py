@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,8 +42,8 @@ class MessageSent(BaseModel):
 class FollowUpIn(MessageContent):
     connection_id: str = Field(max_length=64)
     at: str | None = Field(default=None, max_length=40, description="When: ISO 8601 with a zone")
-    in_: int | str | None = Field(
-        default=None, alias="in", description='Or after how long: seconds, or "90m", "24h", "2d"'
+    in_: int | Annotated[str, Field(max_length=16)] | None = Field(
+        default=None, alias="in", description='Or after how long: seconds, or "90m", "24h", "2d" (at most 360 days)'
     )
     note: str | None = Field(default=None, max_length=500)
 

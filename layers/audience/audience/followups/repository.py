@@ -10,10 +10,11 @@ In the contacts table, in the contact's partition (deleting the contact purges t
 The conversation item (see audience.inbound.repository) carries the timer of its idle follow-ups:
 `fu_gen` names the outbound message the timer follows (one Step Functions execution per generation),
 `fu_base` its time, `fu_step` the follow-ups sent, `fu_state` waiting / replied / cancelled / opted_out /
-closed / disabled, `fu_prev_at` when the last step went, `fu_due_at` when the next is due, and `fu_lease`
-the second until which a step holds the right to send. Every move is a conditional write on the
-generation and the step, so a stale or repeated execution changes nothing, and an inbound message (which
-moves `fu_state` off waiting) stops any step that has not claimed its send yet.
+closed / disabled, `fu_prev_at` when the last step went, `fu_due_at` when the next is due, `fu_last` what
+the last step did, and `fu_lease` / `fu_lease_by` the second until which an attempt (its owner token)
+holds the right to send a step. Every move is a conditional write on the
+generation and the step (or on owning the lease), so a stale or repeated execution changes nothing, and an
+inbound message (which moves `fu_state` off waiting) stops any step that has not claimed its send yet.
 
 In the orgs table: the org's rules (`ORG#{org}`, `#FOLLOWUP`) and a connection's own (`#FOLLOWUP#{id}`).
 """
@@ -91,7 +92,7 @@ class FollowUpsRepository:
                 {
                     "pk": f"ORG#{org_id}",
                     "sk": sk,
-                    "rules": json.dumps(rules, separators=(",", ":")),
+                    "rules": json.dumps(rules, separators=(",", ":"), ensure_ascii=False),
                     "updated_at": updated_at,
                 }
             ),
@@ -119,12 +120,21 @@ class FollowUpsRepository:
         return deserialize(item) if item else None
 
     def arm(
-        self, org_id: str, contact_id: str, channel: str, *, gen: str, base: str, connection_id: str, due_at: str | None
+        self,
+        org_id: str,
+        contact_id: str,
+        channel: str,
+        *,
+        gen: str,
+        base: str,
+        reply_cutoff: str,
+        connection_id: str,
+        due_at: str | None,
     ) -> dict[str, Any] | None:
         """Start the timer of generation `gen` (an outbound message sent at `base`): only when it is newer
-        than the timer there and the contact has not written since. The item as it was before (the old
-        generation, to stop its execution), or None when the timer was not moved. A `due_at` of None records
-        the generation without a timer (follow-ups are off)."""
+        than the timer there and the contact has not written since `reply_cutoff` (platforms stamp messages
+        to the second). The item as it was before (the old generation, to stop its execution), or None when
+        the timer was not moved. A `due_at` of None records the generation without a timer (rules off)."""
         sets = [
             "fu_gen = :gen",
             "fu_base = :base",
@@ -133,8 +143,17 @@ class FollowUpsRepository:
             "fu_connection = :conn",
             "#status = :open",
         ]
-        values: dict[str, Any] = {":gen": gen, ":base": base, ":zero": 0, ":conn": connection_id, ":open": "open"}
-        removes = ["fu_lease", "fu_reason", "resolved_at"]
+        values: dict[str, Any] = {
+            ":gen": gen,
+            ":base": base,
+            ":zero": 0,
+            ":conn": connection_id,
+            ":open": "open",
+            ":cutoff": reply_cutoff,
+        }
+        # The lease stays: a step of the previous generation may be sending, and whoever ends this timer
+        # waits for it. The next generation's first claim waits for it too.
+        removes = ["fu_reason", "resolved_at"]
         if due_at is None:
             sets.append("fu_state = :off")
             values[":off"] = "disabled"
@@ -148,31 +167,14 @@ class FollowUpsRepository:
             UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
             ConditionExpression=(
                 "attribute_exists(pk) AND (attribute_not_exists(fu_base) OR fu_base < :base) "
-                "AND (attribute_not_exists(last_inbound_at) OR last_inbound_at < :base)"
+                "AND (attribute_not_exists(last_inbound_at) OR last_inbound_at < :cutoff)"
             ),
             ExpressionAttributeNames={"#status": "status"},
             values=values,
             ReturnValues="ALL_OLD",
         )
 
-    def claim(self, org_id: str, contact_id: str, channel: str, gen: str, step: int, *, now: int, lease: int) -> bool:
-        """Take the right to send step `step` of generation `gen` for `lease` seconds: only while the timer
-        waits on exactly that step and no other attempt holds it."""
-        return (
-            self._update(
-                self._contacts,
-                self._conversation_key(org_id, contact_id, channel),
-                UpdateExpression="SET fu_lease = :until",
-                ConditionExpression=(
-                    "fu_gen = :gen AND fu_step = :step AND fu_state = :waiting "
-                    "AND (attribute_not_exists(fu_lease) OR fu_lease < :now)"
-                ),
-                values={":gen": gen, ":step": step, ":waiting": WAITING, ":now": now, ":until": now + lease},
-            )
-            is not None
-        )
-
-    def advance(
+    def claim(
         self,
         org_id: str,
         contact_id: str,
@@ -180,23 +182,77 @@ class FollowUpsRepository:
         gen: str,
         step: int,
         *,
+        owner: str,
+        reply_cutoff: str,
+        now: int,
+        lease: int,
+    ) -> dict[str, Any] | None:
+        """Take the right to send step `step` of generation `gen` for `lease` seconds, as `owner`: only while
+        the timer waits on exactly that step, the contact has not written since `reply_cutoff`, and no
+        lease is held (or the one held ran out). The item as it was (a `fu_lease_by` there means an attempt
+        that stopped: its message may have gone), or None when the step could not be claimed."""
+        return self._update(
+            self._contacts,
+            self._conversation_key(org_id, contact_id, channel),
+            UpdateExpression="SET fu_lease = :until, fu_lease_by = :owner",
+            ConditionExpression=(
+                "fu_gen = :gen AND fu_step = :step AND fu_state = :waiting "
+                "AND (attribute_not_exists(last_inbound_at) OR last_inbound_at < :cutoff) "
+                "AND (attribute_not_exists(fu_lease) OR fu_lease < :now)"
+            ),
+            values={
+                ":gen": gen,
+                ":step": step,
+                ":waiting": WAITING,
+                ":cutoff": reply_cutoff,
+                ":now": now,
+                ":until": now + lease,
+                ":owner": owner,
+            },
+            ReturnValues="ALL_OLD",
+        )
+
+    def advance(
+        self,
+        org_id: str,
+        contact_id: str,
+        channel: str,
+        step: int,
+        *,
+        owner: str,
         at: str,
         due_at: str | None,
         outcome: dict[str, Any],
+        close: tuple[str, bool] | None = None,
     ) -> bool:
-        """Record step `step` done (sent, or skipped with a reason) and when the next is due; the lease goes."""
+        """Record step `step` done (sent, or skipped with a reason) by the attempt holding the lease, and when
+        the next is due; the lease goes. With `close` (reason, resolve) the timer ends there too, in the same
+        write, so a closing step is never done twice."""
         sets = ["fu_step = :next", "fu_prev_at = :at", "fu_last = :outcome"]
-        values: dict[str, Any] = {":gen": gen, ":step": step, ":next": step + 1, ":at": at, ":outcome": outcome}
+        values: dict[str, Any] = {":owner": owner, ":step": step, ":next": step + 1, ":at": at, ":outcome": outcome}
+        removes = ["fu_lease", "fu_lease_by"]
+        names: dict[str, str] = {}
         if due_at is not None:
             sets.append("fu_due_at = :due")
             values[":due"] = due_at
+        if close is not None:
+            reason, resolve = close
+            sets += ["fu_state = :closed", "fu_reason = :reason", "fu_ended_at = :at"]
+            values.update({":closed": "closed", ":reason": reason})
+            removes.append("fu_due_at")
+            if resolve:
+                sets += ["#status = :resolved", "resolved_at = :at"]
+                values[":resolved"] = "resolved"
+                names["#status"] = "status"
+        extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
         return (
             self._update(
                 self._contacts,
                 self._conversation_key(org_id, contact_id, channel),
-                UpdateExpression=f"SET {', '.join(sets)} REMOVE fu_lease",
-                ConditionExpression="fu_gen = :gen AND fu_step = :step",
+                UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+                ConditionExpression="fu_lease_by = :owner AND fu_step = :step",
                 values=values,
+                **extra,
             )
             is not None
         )
@@ -211,14 +267,14 @@ class FollowUpsRepository:
             values={":gen": gen, ":step": step, ":waiting": WAITING, ":due": due_at},
         )
 
-    def release(self, org_id: str, contact_id: str, channel: str, gen: str, step: int) -> None:
-        """Give the lease of step `step` back (its send did not happen; a retry may claim it)."""
+    def release(self, org_id: str, contact_id: str, channel: str, owner: str) -> None:
+        """Give back the lease `owner` holds (its send did not happen, or its timer moved on meanwhile)."""
         self._update(
             self._contacts,
             self._conversation_key(org_id, contact_id, channel),
-            UpdateExpression="REMOVE fu_lease",
-            ConditionExpression="fu_gen = :gen AND fu_step = :step",
-            values={":gen": gen, ":step": step},
+            UpdateExpression="REMOVE fu_lease, fu_lease_by",
+            ConditionExpression="fu_lease_by = :owner",
+            values={":owner": owner},
         )
 
     def end(
@@ -231,12 +287,11 @@ class FollowUpsRepository:
         reason: str,
         at: str,
         gen: str | None = None,
-        resolve: bool = False,
         before: str | None = None,
     ) -> dict[str, Any] | None:
         """Stop a waiting timer (of generation `gen`, or whichever is there; with `before`, only one that
         follows a message sent before then): the item after the move, or None when no such timer was
-        waiting. `resolve` also marks the conversation resolved."""
+        waiting."""
         condition = "fu_state = :waiting"
         values: dict[str, Any] = {":waiting": WAITING, ":state": state, ":reason": reason, ":at": at}
         if gen is not None:
@@ -246,10 +301,6 @@ class FollowUpsRepository:
             condition += " AND fu_base < :before"
             values[":before"] = before
         sets = ["fu_state = :state", "fu_reason = :reason", "fu_ended_at = :at"]
-        if resolve:
-            sets += ["#status = :resolved", "resolved_at = :at"]
-            values[":resolved"] = "resolved"
-        extra: dict[str, Any] = {"ExpressionAttributeNames": {"#status": "status"}} if resolve else {}
         return self._update(
             self._contacts,
             self._conversation_key(org_id, contact_id, channel),
@@ -257,7 +308,6 @@ class FollowUpsRepository:
             ConditionExpression=condition,
             values=values,
             ReturnValues="ALL_NEW",
-            **extra,
         )
 
     # -- follow-ups requested for a time ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,9 +46,17 @@ logger = Logger(child=True)
 
 WINDOW_CHANNELS = frozenset({"whatsapp", "messenger", "instagram"})  # 24-hour customer service window
 TEMPLATE_CHANNELS = frozenset({"whatsapp"})
-LEASE_SECONDS = 30  # a claimed step's send; longer than a provider call can take (10 s timeout)
-MAX_AHEAD = 365 * 24 * 3600  # a requested follow-up is at most a year ahead
-EARLY = timedelta(milliseconds=250)  # a step woken this close to its due time runs (a Wait may end early)
+# A claimed step's send: longer than FollowUpFunction's timeout (25 s), so no step still runs once its lease
+# is over. Whoever ends a timer waits at most this long for a step that is sending.
+LEASE_SECONDS = 30
+RECORD_ATTEMPTS = 3
+MAX_AHEAD = 360 * 24 * 3600  # a requested follow-up: within a standard execution's year, with room for retries
+MAX_RULES_BYTES = 100_000  # stored rules, as JSON (a DynamoDB item holds 400 KB)
+MAX_REQUESTED = 20  # follow-ups scheduled at once per contact
+CANCEL_WAIT_SECONDS = 10.0  # how long a cancel through the API waits for a step that is sending
+# A Wait state ends on whole seconds, so a step may be woken up to a second early: it waits out a gap this
+# short itself rather than go round the state machine again (three more transitions).
+EARLY = timedelta(seconds=2)
 
 
 class StepNotReady(Exception):
@@ -144,6 +153,11 @@ class FollowUpService:
         stored["closing"] = {k: v for k, v in stored["closing"].items() if v is not None}
         if stored["business_hours"] is None:
             stored.pop("business_hours")
+        size = len(json.dumps(stored, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_RULES_BYTES:
+            raise ValidationError.for_field(
+                "messages", None, f"the rules take {size} bytes; at most {MAX_RULES_BYTES} (shorten the messages)"
+            )
         self._repo.put_rules(org_id, connection_id, stored, stamp)
         return parse_rules(stored, connection_id=connection_id, updated_at=stamp)
 
@@ -217,13 +231,14 @@ class FollowUpService:
                 f"{channel} refused the message ({result.code}: {result.title})",
                 [{"field": "message", "value": None, "message": f"{result.code}: {result.title}"}],
             )
+        # The message went: nothing after this fails the call (a retry would send it again, and an
+        # Idempotency-Key is released when a call fails).
         at = clock.now_iso()
-        self._record(org_id, contact, channel, connection_id, result.provider_message_id, content, kind, at, "api")
+        self._record_sent(org_id, contact, channel, connection_id, result.provider_message_id, content, kind, at, "api")
         try:
             timer = self.arm(org_id, contact.id, channel, connection_id, gen=result.provider_message_id, base=at)
         except Exception:
-            # The message went: the call must not fail (a retry would send it again). Its first status
-            # starts the timer instead (the execution is named after the message, so it starts once).
+            # Its first status starts the timer instead (the execution is named after the message).
             logger.exception("the follow-up timer did not start; the message's status will start it")
             timer = None
         return 201, {
@@ -317,34 +332,59 @@ class FollowUpService:
             org_id, contact.id, channel, direction="outbound", at=at, message_id=provider_id
         )
 
+    def _record_sent(self, *args: Any) -> None:
+        """Record a message that went (see `_record`), retried a few times; a record that still fails is
+        logged, not raised: the message went, and a caller retrying would send it again."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                self._record(*args)
+                return
+            except Exception:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    logger.exception("a sent message could not be recorded", extra={"message_id": args[4]})
+                    return
+                self._sleep(0.1 * (attempt + 1))
+
     # -- the idle timer ------------------------------------------------------------------------------------
 
     def arm(self, org_id: str, contact_id: str, channel: str, connection_id: str, *, gen: str, base: str) -> str | None:
         """Start (or confirm) the idle timer that follows outbound message `gen` sent at `base`; when the
-        first follow-up is due, or None when follow-ups are off or the timer is not this message's."""
+        first follow-up is due, or None when follow-ups are off or the timer is not this message's.
+
+        The execution starts before the conversation records the timer: a start that fails leaves nothing
+        waiting without an execution, and an execution whose timer was not recorded (not the newest
+        message, or a reply came first) ends at its first step."""
         rules = self.effective_rules(org_id, connection_id)
         due = _wake(_plus(base, rules.idle_seconds)) if rules.enabled else None
-        old = self._repo.arm(org_id, contact_id, channel, gen=gen, base=base, connection_id=connection_id, due_at=due)
+        if due is not None:
+            self._start(
+                execution_name(org_id, contact_id, channel, gen),
+                {
+                    "kind": "idle",
+                    "org_id": org_id,
+                    "contact_id": contact_id,
+                    "channel": channel,
+                    "gen": gen,
+                    "next": {"done": False, "wait_until": due},
+                },
+            )
+        old = self._repo.arm(
+            org_id,
+            contact_id,
+            channel,
+            gen=gen,
+            base=base,
+            reply_cutoff=_plus(base, -1),
+            connection_id=connection_id,
+            due_at=due,
+        )
         if old is None:
             current = self._repo.conversation(org_id, contact_id, channel) or {}
             if current.get("fu_gen") != gen or current.get("fu_state") != WAITING:
                 return None  # a newer message, a reply, or an end already moved past this one
-            due = current.get("fu_due_at") or due
-        elif old.get("fu_gen") and old.get("fu_gen") != gen and old.get("fu_state") == WAITING:
+            return str(current.get("fu_due_at") or due)
+        if old.get("fu_gen") and old.get("fu_gen") != gen and old.get("fu_state") == WAITING:
             self._stop(execution_name(org_id, contact_id, channel, old["fu_gen"]))
-        if due is None:
-            return None
-        self._start(
-            execution_name(org_id, contact_id, channel, gen),
-            {
-                "kind": "idle",
-                "org_id": org_id,
-                "contact_id": contact_id,
-                "channel": channel,
-                "gen": gen,
-                "next": {"done": False, "wait_until": _wake(_plus(base, rules.idle_seconds))},
-            },
-        )
         return due
 
     def _start(self, name: str, payload: dict[str, Any]) -> None:
@@ -371,16 +411,19 @@ class FollowUpService:
             return done  # stale: a newer message, a reply or an end moved the timer on
         at = self._now()
         now = clock.iso(at)
+
+        def end(state: str, reason: str) -> dict[str, Any]:
+            self._repo.end(org_id, contact_id, channel, state=state, reason=reason, at=now, gen=gen)
+            return done
+
         try:
             contact = self._contacts.get(org_id, contact_id, consistent=True)
         except NotFoundError:
-            self._repo.end(org_id, contact_id, channel, state="cancelled", reason="contact_deleted", at=now, gen=gen)
-            return done
+            return end("cancelled", "contact_deleted")
         connection_id = conversation.get("fu_connection") or conversation.get("connection_id")
         rules = self.effective_rules(org_id, connection_id)
         if not rules.enabled:
-            self._repo.end(org_id, contact_id, channel, state="cancelled", reason="rules_disabled", at=now, gen=gen)
-            return done
+            return end("cancelled", "rules_disabled")
         step = int(conversation.get("fu_step", 0))
         closing = step >= rules.max_follow_ups
         content = rules.closing_message if closing else rules.message(step)
@@ -392,15 +435,32 @@ class FollowUpService:
             if wait_until != conversation.get("fu_due_at"):
                 self._repo.reschedule(org_id, contact_id, channel, gen, step, wait_until)
             return {"done": False, "wait_until": wait_until}
-        connection = self._delivery.connection(org_id, connection_id)
+        if due > at:
+            self._sleep((due - at).total_seconds())
+            at = self._now()
+            now = clock.iso(at)
+        try:
+            connection = self._delivery.connection(org_id, connection_id)
+        except (NotFoundError, ValidationError):
+            return end("cancelled", "connection_gone")
         decision = self._eligibility.decide(
             contact, self._eligibility.request(channel, "marketing", sender_of(connection))
         )
         if not decision.allowed:
-            state = "cancelled" if decision.reason == "no_address" else "opted_out"
-            self._repo.end(org_id, contact_id, channel, state=state, reason=decision.reason, at=now, gen=gen)
-            return done
-        if not self._repo.claim(org_id, contact_id, channel, gen, step, now=int(time.time()), lease=LEASE_SECONDS):
+            return end("cancelled" if decision.reason == "no_address" else "opted_out", decision.reason)
+        owner = ids.ulid()
+        claimed = self._repo.claim(
+            org_id,
+            contact_id,
+            channel,
+            gen,
+            step,
+            owner=owner,
+            reply_cutoff=_plus(conversation["fu_base"], -1),
+            now=int(time.time()),
+            lease=LEASE_SECONDS,
+        )
+        if claimed is None:
             fresh = self._repo.conversation(org_id, contact_id, channel) or {}
             if fresh.get("fu_gen") != gen or fresh.get("fu_state") != WAITING:
                 return done
@@ -408,29 +468,47 @@ class FollowUpService:
                 return {"done": False, "wait_until": now}  # another attempt did this step: work out the next
             raise StepNotReady("another attempt holds this step's send; retried once its lease runs out")
         outcome: dict[str, Any] = {"step": step + 1, "at": now}
+        if claimed.get("fu_lease_by"):
+            # An attempt claimed this step and stopped without recording it: its message may have gone.
+            outcome["possible_duplicate"] = True
         if content is not None:
             try:
-                sent = self._follow_up_send(org_id, contact, connection_id, channel, content, gen, step, closing)
+                sent = self._follow_up_send(
+                    org_id, contact, connection_id, channel, content, gen, step, closing, conversation
+                )
             except Exception:
-                self._repo.release(org_id, contact_id, channel, gen, step)  # the retry need not wait for the lease
+                self._repo.release(org_id, contact_id, channel, owner)  # nothing went: a retry may go at once
                 raise
             if isinstance(sent, Failed):
                 if sent.kind != "permanent":
-                    self._repo.release(org_id, contact_id, channel, gen, step)
+                    self._repo.release(org_id, contact_id, channel, owner)
                     raise StepNotReady(f"{channel} did not take the follow-up ({sent.code}: {sent.title}); retrying")
                 outcome.update(outcome="failed", error_code=sent.code, error_title=sent.title[:200])
             elif isinstance(sent, Delivered):
                 outcome.update(outcome="sent", message_id=sent.provider_id, message_kind=sent.kind)
             else:
                 outcome.update(outcome="skipped", reason=sent)
+        next_due = None if closing else _wake(_plus(now, rules.wait_after(step + 1)))
+        recorded = self._repo.advance(
+            org_id,
+            contact_id,
+            channel,
+            step,
+            owner=owner,
+            at=now,
+            due_at=next_due,
+            outcome=outcome,
+            close=("no_reply", rules.resolve) if closing else None,
+        )
+        if not recorded:
+            # The lease ran out while sending and another attempt took the step over: it records the step.
+            # The timer moved on while this step sent (a newer message, a reply), or the lease ran out and
+            # another attempt took the step over: its lease (if still this attempt's) goes, the step is left.
+            self._repo.release(org_id, contact_id, channel, owner)
+            logger.warning("a follow-up step could not be recorded", extra={"contact_id": contact_id, "step": step})
+            return {"done": False, "wait_until": clock.now_iso()}
         if closing:
-            self._repo.advance(org_id, contact_id, channel, gen, step, at=now, due_at=None, outcome=outcome)
-            self._repo.end(
-                org_id, contact_id, channel, state="closed", reason="no_reply", at=now, gen=gen, resolve=rules.resolve
-            )
             return done
-        next_due = _wake(_plus(now, rules.wait_after(step + 1)))
-        self._repo.advance(org_id, contact_id, channel, gen, step, at=now, due_at=next_due, outcome=outcome)
         return {"done": False, "wait_until": next_due}
 
     def _follow_up_send(
@@ -443,24 +521,26 @@ class FollowUpService:
         gen: str,
         step: int,
         closing: bool,
+        conversation: dict[str, Any],
     ) -> Delivered | Failed | str:
-        """Send one step's message; what went, the provider's refusal, or why it was skipped."""
+        """Send one step's message; what went, the provider's refusal, or why it was skipped. The window
+        is the one the step read: a message that opened it since would have ended the timer. Follow-ups and
+        the closing message are marketing messages: they take a place under the org's frequency cap."""
         key = f"fu:{gen}:{step}"
-        if not closing and self._caps is not None and not self._caps.take(org_id, contact.id, key):
+        if self._caps is not None and not self._caps.take(org_id, contact.id, key):
             return "frequency_cap"
-        conversation = self._repo.conversation(org_id, contact.id, channel) or {}
         kind = self._kind(channel, content, conversation)
         if kind is None:
-            self._release_cap(org_id, contact.id, key, closing)
+            self._release_cap(org_id, contact.id, key)
             return "window_closed"
         try:
             result = self._provider_send(org_id, contact, connection_id, content, kind, key=key)
         except ValidationError:
-            self._release_cap(org_id, contact.id, key, closing)
+            self._release_cap(org_id, contact.id, key)
             return "no_address"
         if isinstance(result, Sent):
             sent_by = "closing" if closing else "follow_up"
-            self._record(
+            self._record_sent(
                 org_id,
                 contact,
                 channel,
@@ -472,11 +552,11 @@ class FollowUpService:
                 sent_by,
             )
             return Delivered(result.provider_message_id, kind)
-        self._release_cap(org_id, contact.id, key, closing)
+        self._release_cap(org_id, contact.id, key)
         return result
 
-    def _release_cap(self, org_id: str, contact_id: str, key: str, closing: bool) -> None:
-        if not closing and self._caps is not None:
+    def _release_cap(self, org_id: str, contact_id: str, key: str) -> None:
+        if self._caps is not None:
             self._caps.release(org_id, contact_id, key)
 
     # -- what ends a timer --------------------------------------------------------------------------------
@@ -490,49 +570,80 @@ class FollowUpService:
             org_id, contact_id, state="replied", reason="contact_replied", at=clock.now_iso(), after=_plus(at, 1)
         )
 
-    def on_opt_out(self, org_id: str, contact_id: str) -> int:
-        """The contact opted out or unsubscribed: its timers and its requested follow-ups end."""
+    def on_opt_out(self, org_id: str, contact_id: str, channel: str | None) -> int:
+        """The contact opted out of `channel` (None: of every channel): the timers and requested follow-ups
+        on it end. How many ended."""
         now = clock.now_iso()
-        ended = self._end_all(org_id, contact_id, state="opted_out", reason="opted_out", at=now)
+        ended = self._end_all(org_id, contact_id, state="opted_out", reason="opted_out", at=now, channel=channel)
         for item in self._repo.list_requested(org_id, contact_id):
-            if item.get("status") == SCHEDULED and self._repo.move_requested(
-                org_id,
-                contact_id,
-                item["id"],
-                expected=SCHEDULED,
-                changes={"status": "cancelled", "reason": "opted_out", "ended_at": now},
-            ):
-                self._stop(f"fr-{item['id']}")
+            if channel is not None and item.get("channel") != channel:
+                continue
+            if self._cancel_requested(org_id, contact_id, item, reason="opted_out", at=now) is not None:
                 ended += 1
         return ended
 
     def _end_all(
-        self, org_id: str, contact_id: str, *, state: str, reason: str, at: str, after: str | None = None
+        self,
+        org_id: str,
+        contact_id: str,
+        *,
+        state: str,
+        reason: str,
+        at: str,
+        after: str | None = None,
+        channel: str | None = None,
     ) -> int:
-        """End every waiting timer of the contact (only those following a message sent before `after`)."""
+        """End every waiting timer of the contact (on `channel` only, when given; only those following a
+        message sent before `after`, when given), and wait for any step of it still sending."""
         ended = 0
         for conversation in self._inbound.conversations(org_id, contact_id):
-            if conversation.get("fu_state") != WAITING:
+            if channel is not None and conversation["channel"] != channel:
                 continue
-            channel = conversation["channel"]
-            moved = self._repo.end(org_id, contact_id, channel, state=state, reason=reason, at=at, before=after)
-            if moved is None:
-                continue
-            ended += 1
-            self._await_lease(org_id, contact_id, channel, moved)
-            self._stop(execution_name(org_id, contact_id, channel, moved["fu_gen"]))
+            item: dict[str, Any] | None = conversation
+            if conversation.get("fu_state") == WAITING:
+                item = self._repo.end(
+                    org_id, contact_id, conversation["channel"], state=state, reason=reason, at=at, before=after
+                )
+                if item is not None:
+                    ended += 1
+                    self._stop(execution_name(org_id, contact_id, conversation["channel"], item["fu_gen"]))
+            if item is not None:
+                self._await_lease(org_id, contact_id, conversation["channel"], item)
         return ended
 
-    def _await_lease(self, org_id: str, contact_id: str, channel: str, item: dict[str, Any]) -> None:
-        """Wait while a step that claimed its send before the timer ended is still sending."""
-        deadline = time.time() + LEASE_SECONDS + 1
-        while item.get("fu_lease") is not None and int(item["fu_lease"]) >= int(time.time()) and time.time() < deadline:
+    def _await_lease(
+        self, org_id: str, contact_id: str, channel: str, item: dict[str, Any], limit: float = LEASE_SECONDS + 1
+    ) -> bool:
+        """Wait (at most `limit` seconds) while a step that claimed its send before the timer ended is still
+        sending; False when it still was."""
+        deadline = time.time() + limit
+        while item.get("fu_lease") is not None and int(item["fu_lease"]) >= int(time.time()):
+            if time.time() >= deadline:
+                return False
             self._sleep(0.05)
             item = self._repo.conversation(org_id, contact_id, channel) or {}
+        return True
 
     # -- follow-ups requested for a time -------------------------------------------------------------------
 
-    def schedule(self, org_id: str, contact_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def schedule(
+        self, org_id: str, contact_id: str, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """Request a follow-up for a time: (HTTP status, its view). With an idempotency key, a repeated call
+        answers as the first did without scheduling a second."""
+        if idempotency_key is None or self._idempotency is None:
+            return self._schedule(org_id, contact_id, body, follow_up_id=f"fu_{ids.ulid()}")
+        return once(
+            self._idempotency,
+            org_id,
+            f"follow-ups:{contact_id}",
+            idempotency_key,
+            body,
+            lambda follow_up_id: self._schedule(org_id, contact_id, body, follow_up_id=follow_up_id),
+            prefix="fu_",
+        )
+
+    def _schedule(self, org_id: str, contact_id: str, body: dict[str, Any], *, follow_up_id: str) -> tuple[int, dict]:
         contact = self._contacts.get(org_id, contact_id, consistent=True)
         connection_id = body.get("connection_id")
         if not isinstance(connection_id, str) or not connection_id:
@@ -556,7 +667,14 @@ class FollowUpService:
                     if channel in TEMPLATE_CHANNELS
                     else f"the 24-hour window of this {channel} conversation is closed when the follow-up is due",
                 )
-        follow_up_id = f"fu_{ids.ulid()}"
+        scheduled = [
+            i for i in self._repo.list_requested(org_id, contact.id) if i.get("status") in (SCHEDULED, SENDING)
+        ]
+        if len(scheduled) >= MAX_REQUESTED:
+            raise ConflictError(
+                f"the contact has {len(scheduled)} follow-ups scheduled, the most it may have; cancel one first",
+                reason="too_many_follow_ups",
+            )
         item = {
             "id": follow_up_id,
             "contact_id": contact.id,
@@ -566,10 +684,13 @@ class FollowUpService:
             "message": content.as_dict(),
             "status": SCHEDULED,
             "created_at": clock.iso(now),
+            # Kept 90 days after it is due, then expires with its outcome.
+            "expires_at": int(due.timestamp()) + 90 * 86400,
         }
         if body.get("note"):
             item["note"] = str(body["note"])[:500]
-        self._repo.put_requested(org_id, contact.id, item)
+        # The execution first: a start that fails leaves nothing scheduled that would never go, and an
+        # execution whose item was not written ends at its first step.
         self._start(
             f"fr-{follow_up_id}",
             {
@@ -580,7 +701,8 @@ class FollowUpService:
                 "next": {"done": False, "wait_until": _wake(item["due_at"])},
             },
         )
-        return self._requested_view(item, now)
+        self._repo.put_requested(org_id, contact.id, item)
+        return 201, self._requested_view(item, now)
 
     def _requested_step(self, org_id: str, contact_id: str, follow_up_id: str) -> dict[str, Any]:
         done = {"done": True, "wait_until": clock.now_iso()}
@@ -588,8 +710,12 @@ class FollowUpService:
         if item is None or item.get("status") not in (SCHEDULED, SENDING):
             return done
         at = self._now()
-        if _parse_time(item["due_at"]) > at + EARLY:
+        due = _parse_time(item["due_at"])
+        if due > at + EARLY:
             return {"done": False, "wait_until": _wake(item["due_at"])}
+        if due > at:
+            self._sleep((due - at).total_seconds())
+            at = self._now()
         now = clock.iso(at)
 
         def end(status: str, **fields: Any) -> dict[str, Any]:
@@ -620,7 +746,7 @@ class FollowUpService:
             contact_id,
             follow_up_id,
             expected=item["status"],
-            changes={"status": SENDING},
+            changes={"status": SENDING, **({"possible_duplicate": True} if item["status"] == SENDING else {})},
             now=int(time.time()),
             lease=LEASE_SECONDS,
         )
@@ -635,9 +761,15 @@ class FollowUpService:
         kind = self._kind(item["channel"], content, conversation)
         if kind is None:
             return end("failed", reason="window_closed")
-        result = self._provider_send(org_id, contact, item["connection_id"], content, kind, key=f"fr:{follow_up_id}")
+        try:
+            result = self._provider_send(
+                org_id, contact, item["connection_id"], content, kind, key=f"fr:{follow_up_id}"
+            )
+        except ValidationError as error:
+            return end("failed", reason="not_sendable", error_title=error.message[:200])
         if isinstance(result, Sent):
-            self._record(
+            sent_at = clock.now_iso()
+            self._record_sent(
                 org_id,
                 contact,
                 item["channel"],
@@ -645,13 +777,14 @@ class FollowUpService:
                 result.provider_message_id,
                 content,
                 kind,
-                clock.now_iso(),
+                sent_at,
                 "requested_follow_up",
             )
-            return end("sent", message_id=result.provider_message_id, sent_at=clock.now_iso())
+            return end("sent", message_id=result.provider_message_id, sent_at=sent_at)
         if result.kind == "permanent":
             return end("failed", reason="provider", error_code=result.code, error_title=result.title[:200])
-        self._repo.move_requested(org_id, contact_id, follow_up_id, expected=SENDING, changes={"status": SENDING})
+        # Nothing went: scheduled again (and cancellable meanwhile); the state machine retries the step.
+        self._repo.move_requested(org_id, contact_id, follow_up_id, expected=SENDING, changes={"status": SCHEDULED})
         raise StepNotReady(f"{item['channel']} did not take the follow-up ({result.code}: {result.title}); retrying")
 
     def list(self, org_id: str, contact_id: str, *, status: str | None = SCHEDULED) -> list[dict[str, Any]]:
@@ -688,6 +821,8 @@ class FollowUpService:
         return found
 
     def cancel(self, org_id: str, contact_id: str, follow_up_id: str) -> dict[str, Any]:
+        """Cancel a scheduled follow-up; `idle-<channel>` ends that conversation's idle timer. A step that is
+        sending at that moment is waited for a few seconds; past that it may still go."""
         self._contacts.get(org_id, contact_id)
         now = self._now()
         if follow_up_id.startswith("idle-"):
@@ -700,26 +835,39 @@ class FollowUpService:
             )
             if after is None:
                 raise ConflictError(f"follow-up {follow_up_id} is not scheduled", status=current.get("fu_state"))
-            self._await_lease(org_id, contact_id, channel, after)
             self._stop(execution_name(org_id, contact_id, channel, after["fu_gen"]))
+            self._await_lease(org_id, contact_id, channel, after, limit=CANCEL_WAIT_SECONDS)
             return {"id": follow_up_id, "kind": "idle", "channel": channel, "status": "cancelled"}
         item = self._repo.requested(org_id, contact_id, follow_up_id)
         if item is None:
             raise NotFoundError(f"follow-up {follow_up_id} not found")
-        moved = self._repo.move_requested(
-            org_id,
-            contact_id,
-            follow_up_id,
-            expected=SCHEDULED,
-            changes={"status": "cancelled", "reason": "cancelled", "ended_at": clock.iso(now)},
-        )
+        moved = self._cancel_requested(org_id, contact_id, item, reason="cancelled", at=clock.iso(now))
         if moved is None:
+            status = item.get("status")
             raise ConflictError(
-                f"follow-up {follow_up_id} is {item.get('status')}: it can no longer be cancelled",
-                status=item.get("status"),
+                f"follow-up {follow_up_id} is {status}: it can no longer be cancelled"
+                if status != SENDING
+                else f"follow-up {follow_up_id} is being sent; it cannot be cancelled now",
+                status=status,
             )
-        self._stop(f"fr-{follow_up_id}")
         return self._requested_view(moved, now)
+
+    def _cancel_requested(
+        self, org_id: str, contact_id: str, item: dict[str, Any], *, reason: str, at: str
+    ) -> dict[str, Any] | None:
+        """Cancel a requested follow-up that is scheduled, or stuck sending (its attempt's lease ran out):
+        the item after, or None when it went, ended or is being sent."""
+        changes = {"status": "cancelled", "reason": reason, "ended_at": at}
+        moved = None
+        if item.get("status") == SCHEDULED:
+            moved = self._repo.move_requested(org_id, contact_id, item["id"], expected=SCHEDULED, changes=changes)
+        elif item.get("status") == SENDING:
+            moved = self._repo.move_requested(
+                org_id, contact_id, item["id"], expected=SENDING, changes=changes, now=int(time.time())
+            )
+        if moved is not None:
+            self._stop(f"fr-{item['id']}")
+        return moved
 
     @staticmethod
     def _requested_view(item: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -749,6 +897,7 @@ def _with_due(view: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DELAY = re.compile(r"[0-9]{1,6}[smhd]")
 
 
 def _due(body: dict[str, Any], now: datetime) -> datetime:
@@ -767,17 +916,19 @@ def _due(body: dict[str, Any], now: datetime) -> datetime:
             raise ValidationError.for_field("at", at, "must carry a zone (Z or +hh:mm)")
     else:
         seconds: float
-        if isinstance(after, int) and not isinstance(after, bool):
+        if isinstance(after, int) and not isinstance(after, bool) and 0 < after <= MAX_AHEAD:
             seconds = after
-        elif isinstance(after, str) and len(after) >= 2 and after[:-1].isdigit() and after[-1] in _UNITS:
+        elif isinstance(after, str) and _DELAY.fullmatch(after):
             seconds = int(after[:-1]) * _UNITS[after[-1]]
         else:
-            raise ValidationError.for_field("in", after, "must be seconds, or a number with s, m, h or d (24h, 2d)")
+            raise ValidationError.for_field(
+                "in", after, "must be seconds (1 to 360 days), or a number with s, m, h or d (24h, 2d)"
+            )
         due = now + timedelta(seconds=seconds)
     ahead = (due - now).total_seconds()
     if ahead < 1 or ahead > MAX_AHEAD:
         raise ValidationError.for_field(
-            "at" if at is not None else "in", at or after, "must be from 1 second to a year ahead"
+            "at" if at is not None else "in", at or after, "must be from 1 second to 360 days ahead"
         )
     return due
 

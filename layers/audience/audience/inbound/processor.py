@@ -528,7 +528,7 @@ class InboundProcessor:
         if contact.status == "SUBSCRIBED" and (every_channel or self._all_opted_out(org_id, contact)):
             self._contacts.update(org_id, contact_id, {"status": "UNSUBSCRIBED"}, source=END_USER_SOURCE)
         if self._followups is not None:
-            self._followups.on_opt_out(org_id, contact_id)
+            self._followups.on_opt_out(org_id, contact_id, scope)
 
     def opt_in(self, org_id: str, contact_id: str, channel: str, message: Message) -> None:
         """START / UNSTOP: a consent record for the channel, the do-not-contact entries the contact's own

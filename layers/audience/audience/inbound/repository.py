@@ -10,8 +10,8 @@
 
 Everything about a person lives in the contact's partition, so deleting the contact purges it; the
 provider-id items hold ids and statuses only, and expire. A message log entry is appended in one
-transaction with the provider-id item (written only if absent), its activity entry and the
-conversation's count, so a redelivered message is never logged twice. Statuses move the provider-id
+transaction with the provider-id item (completed only if it names no log entry yet), its activity entry
+and the conversation's count, so a redelivered message is never logged twice. Statuses move the provider-id
 item forward only (a rank condition), so a late "sent" never overwrites "read".
 """
 
@@ -125,26 +125,29 @@ class InboundRepository:
         pk = contact_keys.contact_pk(org_id, contact_id)
         sk = log_sk(at, channel, provider_id)
         expires = int(self._now()) + MESSAGE_TTL_SECONDS
+        # The provider-id item may exist already without a log entry: a status of an outbound message can
+        # arrive before the sender records it. It is completed then, not taken as a repeat.
+        fields: dict[str, Any] = {
+            **(ref or {}),
+            "type": "message_ref",
+            "org_id": org_id,
+            "contact_id": contact_id,
+            "provider_id": provider_id,
+            "log_sk": sk,
+            "direction": direction,
+            "channel": channel,
+            "expires_at": expires,
+        }
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
         ops: list[dict[str, Any]] = [
             {
-                "Put": {
+                "Update": {
                     "TableName": self._table_name,
-                    "Item": serialize(
-                        {
-                            **(ref or {}),
-                            "pk": message_pk(org_id, channel, provider_id),
-                            "sk": "#MSG",
-                            "type": "message_ref",
-                            "org_id": org_id,
-                            "contact_id": contact_id,
-                            "provider_id": provider_id,
-                            "log_sk": sk,
-                            "direction": direction,
-                            "channel": channel,
-                            "expires_at": expires,
-                        }
-                    ),
-                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "Key": serialize({"pk": message_pk(org_id, channel, provider_id), "sk": "#MSG"}),
+                    "UpdateExpression": "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+                    "ConditionExpression": "attribute_not_exists(log_sk)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": serialize({f":f{i}": v for i, v in enumerate(fields.values())}),
                 }
             },
             {

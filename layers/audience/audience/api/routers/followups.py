@@ -28,6 +28,13 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _FOLLOW_UP_ID = re.compile(r"^(fu_[0-9a-z]{26}|idle-[a-z]{2,16})$")
 
 
+def _check_key(idempotency_key: str | None) -> None:
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        raise ValidationError.for_field(
+            "Idempotency-Key", idempotency_key, "must be 1 to 255 printable ASCII characters"
+        )
+
+
 def _follow_up_id(follow_up_id: Annotated[str, Path(max_length=64)]) -> str:
     if not _FOLLOW_UP_ID.match(follow_up_id):
         raise NotFoundError(f"follow-up {follow_up_id} not found")
@@ -48,10 +55,7 @@ def send_message(
     is refused with 422. The message is recorded in the conversation log with its later statuses, and it
     starts the conversation's follow-up timer when the rules are on. An `Idempotency-Key` makes a retried
     call answer as the first did without sending again."""
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
-        raise ValidationError.for_field(
-            "Idempotency-Key", idempotency_key, "must be 1 to 255 printable ASCII characters"
-        )
+    _check_key(idempotency_key)
     code, answer = container.follow_up_service().send_message(
         org_id, contact_id, body.model_dump(exclude_none=True, mode="json"), idempotency_key
     )
@@ -73,12 +77,20 @@ def list_follow_ups(
 @contact_router.post(
     "/follow-ups", status_code=status.HTTP_201_CREATED, response_model=FollowUpOut, summary="Request a follow-up"
 )
-def request_follow_up(org_id: OrgId, contact_id: ContactId, body: FollowUpIn) -> FollowUpOut:
+def request_follow_up(
+    org_id: OrgId,
+    contact_id: ContactId,
+    body: FollowUpIn,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> JSONResponse:
     """A follow-up at `at`, or `in` a while ("talk to me in 24 hours"), through `connection_id`: `text`,
     or a WhatsApp `template` when the 24-hour window will have closed by then (checked now: 422 otherwise).
-    It is cancelled if the contact opts out or is deleted; a reply does not cancel it."""
+    It is cancelled if the contact opts out or is deleted; a reply does not cancel it. A contact has at most
+    20 scheduled at once (409). An `Idempotency-Key` makes a retried call answer as the first did."""
+    _check_key(idempotency_key)
     data = body.model_dump(exclude_none=True, mode="json", by_alias=True)
-    return FollowUpOut.model_validate(container.follow_up_service().schedule(org_id, contact_id, data))
+    code, answer = container.follow_up_service().schedule(org_id, contact_id, data, idempotency_key)
+    return JSONResponse(FollowUpOut.model_validate(answer).model_dump(mode="json"), status_code=code)
 
 
 @contact_router.delete("/follow-ups/{follow_up_id}", response_model=FollowUpOut, summary="Cancel a follow-up")
