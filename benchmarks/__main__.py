@@ -11,6 +11,7 @@ from types import ModuleType
 from benchmarks import (
     broadcast_send,
     cold_start,
+    follow_ups,
     import_e2e,
     import_memory,
     import_pipeline,
@@ -55,6 +56,7 @@ BENCHMARKS = [
     Benchmark("import_e2e", import_e2e),
     Benchmark("webhook_ack", webhook_ack),
     Benchmark("broadcast_send", broadcast_send),
+    Benchmark("follow_ups", follow_ups),
 ]
 
 
