@@ -29,7 +29,7 @@ def once(
     store: Any,
     org_id: str,
     scope: str,
-    key: str,
+    key: str | None,
     body: dict[str, Any],
     call: Callable[[str], tuple[int, dict[str, Any]]],
     *,
@@ -37,7 +37,9 @@ def once(
     stale_after: int = IN_PROGRESS_SECONDS,
 ) -> tuple[int, dict[str, Any]]:
     """Run `call` once for `key` within `scope`: (HTTP status, answer). `call` receives the id of what it
-    makes, `prefix` + an id derived from the key's claim."""
+    makes, `prefix` + an id derived from the key's claim (a new id when there is no key)."""
+    if key is None:
+        return call(prefix + ids.ulid())
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     owned, record = store.begin_request(org_id, scope, key, fingerprint, int(time.time()), stale_after=stale_after)
     if not owned:

@@ -117,31 +117,27 @@ def test_a_status_that_comes_before_its_message_is_recorded_loses_nothing(stack:
     contact_id = _contact(org)
     inbound = container.inbound_repository()
     assert inbound.apply_status(org.org_id, "telegram", "early-1", "delivered", "2026-11-24T10:00:01.000Z")
-    recorded = inbound.record_message(
-        org_id=org.org_id,
-        contact_id=contact_id,
-        channel="telegram",
-        connection_id="ch_x",
-        provider_id="early-1",
-        direction="outbound",
-        at="2026-11-24T10:00:00.000Z",
-        entry={"kind": "text", "text": "Hello"},
-        activity=None,
-    )
+
+    def record() -> bool:
+        return bool(
+            inbound.record_message(
+                org_id=org.org_id,
+                contact_id=contact_id,
+                channel="telegram",
+                connection_id="ch_x",
+                provider_id="early-1",
+                direction="outbound",
+                at="2026-11-24T10:00:00.000Z",
+                entry={"kind": "text", "text": "Hello"},
+                activity=None,
+            )
+        )
+
+    recorded = record()
     assert recorded is True
     (logged,) = org.client.get(f"/orgs/c/contacts/{contact_id}/messages").json()["items"]
     assert (logged["id"], logged["text"], logged["status"]) == ("early-1", "Hello", "delivered")
-    again = inbound.record_message(
-        org_id=org.org_id,
-        contact_id=contact_id,
-        channel="telegram",
-        connection_id="ch_x",
-        provider_id="early-1",
-        direction="outbound",
-        at="2026-11-24T10:00:00.000Z",
-        entry={"kind": "text", "text": "Hello"},
-        activity=None,
-    )
+    again = record()
     assert again is False
 
 

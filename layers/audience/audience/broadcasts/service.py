@@ -313,8 +313,6 @@ class BroadcastService:
             raise ConflictError("only a transactional broadcast is sent one recipient per call; schedule this one")
         if summary["status"] != "ACTIVE":
             raise ConflictError(f"this broadcast is {summary['status']}: activate it to send", status=summary["status"])
-        if idempotency_key is None:
-            return self._send(org_id, summary, body)
         # The send's id comes from the key's claim: a call that takes over a stopped one continues its send,
         # and a key used again after its record expired makes a new send.
         return once(
@@ -327,9 +325,7 @@ class BroadcastService:
             prefix="s",
         )
 
-    def _send(
-        self, org_id: str, summary: dict[str, Any], body: dict[str, Any], send_id: str | None = None
-    ) -> tuple[int, dict]:
+    def _send(self, org_id: str, summary: dict[str, Any], body: dict[str, Any], send_id: str) -> tuple[int, dict]:
         broadcast_id = summary["id"]
         content = self._repo.content(org_id, broadcast_id)
         templates = {c["channel"]: c for c in content.get("channels", [])}
@@ -358,7 +354,6 @@ class BroadcastService:
                     reason=reason_check,
                 )
         rows = []
-        send_id = send_id or f"s{ids.ulid()}"
         now = clock.now_iso()
         shard = keys.shard_of(send_id)
         for channel in wanted:

@@ -32,6 +32,7 @@ from aws_lambda_powertools import Logger
 from audience import aws, clock, ids
 from audience.broadcasts.delivery import Delivery, address, sender_of
 from audience.broadcasts.quiet import zone_of_phone
+from audience.channels.models import Connection
 from audience.compliance.eligibility import EligibilityService
 from audience.contacts.models import Activity, Contact
 from audience.contacts.repository import ContactsRepository
@@ -181,8 +182,6 @@ class FollowUpService:
     ) -> tuple[int, dict[str, Any]]:
         """Send a session message (HTTP status, answer). With an idempotency key, a repeated call answers
         as the first did without sending again."""
-        if idempotency_key is None or self._idempotency is None:
-            return self._send_message(org_id, contact_id, body, key=f"m{ids.ulid()}")
         return once(
             self._idempotency,
             org_id,
@@ -193,14 +192,18 @@ class FollowUpService:
             prefix="m",
         )
 
-    def _send_message(self, org_id: str, contact_id: str, body: dict[str, Any], *, key: str) -> tuple[int, dict]:
+    def _request(self, org_id: str, contact_id: str, body: dict[str, Any]) -> tuple[Contact, Connection, Content]:
+        """The contact, the connection and the message a request names (NotFoundError, ValidationError)."""
         contact = self._contacts.get(org_id, contact_id, consistent=True)
         connection_id = body.get("connection_id")
         if not isinstance(connection_id, str) or not connection_id:
             raise ValidationError.for_field("connection_id", connection_id, "name the connection to send through")
         content = parse_content({k: body[k] for k in ("text", "template") if body.get(k) is not None}, "message")
-        connection = self._delivery.connection(org_id, connection_id)
-        channel = connection.channel
+        return contact, self._delivery.connection(org_id, connection_id), content
+
+    def _send_message(self, org_id: str, contact_id: str, body: dict[str, Any], *, key: str) -> tuple[int, dict]:
+        contact, connection, content = self._request(org_id, contact_id, body)
+        connection_id, channel = connection.id, connection.channel
         decision = self._eligibility.decide(
             contact, self._eligibility.request(channel, "transactional", sender_of(connection))
         )
@@ -631,8 +634,6 @@ class FollowUpService:
     ) -> tuple[int, dict[str, Any]]:
         """Request a follow-up for a time: (HTTP status, its view). With an idempotency key, a repeated call
         answers as the first did without scheduling a second."""
-        if idempotency_key is None or self._idempotency is None:
-            return self._schedule(org_id, contact_id, body, follow_up_id=f"fu_{ids.ulid()}")
         return once(
             self._idempotency,
             org_id,
@@ -644,13 +645,8 @@ class FollowUpService:
         )
 
     def _schedule(self, org_id: str, contact_id: str, body: dict[str, Any], *, follow_up_id: str) -> tuple[int, dict]:
-        contact = self._contacts.get(org_id, contact_id, consistent=True)
-        connection_id = body.get("connection_id")
-        if not isinstance(connection_id, str) or not connection_id:
-            raise ValidationError.for_field("connection_id", connection_id, "name the connection to follow up on")
-        connection = self._delivery.connection(org_id, connection_id)
-        channel = connection.channel
-        content = parse_content({k: body[k] for k in ("text", "template") if body.get(k) is not None}, "message")
+        contact, connection, content = self._request(org_id, contact_id, body)
+        connection_id, channel = connection.id, connection.channel
         now = self._now()
         due = _due(body, now)
         if not address(contact, channel):
