@@ -51,3 +51,30 @@ def test_purge_gives_up_loudly_when_deletes_stay_unprocessed(monkeypatch):
     client = _Throttled([{"pk": {"S": "p"}, "sk": {"S": f"A#{i}"}} for i in range(3)])
     with pytest.raises(PurgeIncompleteError, match="3 writes still unprocessed"):
         purge_partition(client, "contacts", "p")
+
+
+def _record(event_name, old_status=None, new_status=None, sk="#CONTACT"):
+    data = {"Keys": {"pk": {"S": "O#org_1#C#ct_1"}, "sk": {"S": sk}}}
+    if old_status:
+        data["OldImage"] = {"status": {"S": old_status}}
+    if new_status:
+        data["NewImage"] = {"status": {"S": new_status}}
+    return {"eventName": event_name, "dynamodb": data}
+
+
+@pytest.mark.parametrize(
+    ("record", "stopped"),
+    [
+        (_record("REMOVE"), ("org_1", "ct_1")),
+        (_record("MODIFY", "SUBSCRIBED", "UNSUBSCRIBED"), ("org_1", "ct_1")),
+        (_record("MODIFY", "UNSUBSCRIBED", "BLOCKED"), ("org_1", "ct_1")),
+        (_record("MODIFY", "UNSUBSCRIBED", "UNSUBSCRIBED"), None),  # another field changed
+        (_record("MODIFY", "UNSUBSCRIBED", "SUBSCRIBED"), None),
+        (_record("INSERT", None, "UNSUBSCRIBED"), None),
+        (_record("REMOVE", sk="A#2026-11-24T10:00:00.000Z#x"), None),  # an activity item
+    ],
+)
+def test_the_records_that_end_a_contacts_follow_ups(record, stopped):
+    from audience.contacts.stream import contact_stopped
+
+    assert contact_stopped(record) == stopped

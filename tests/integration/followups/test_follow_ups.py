@@ -243,6 +243,37 @@ def test_a_deleted_contact_gets_no_follow_up(
     assert all(e["status"] != "RUNNING" for e in _executions(stack, contact_id))
 
 
+@pytest.mark.parametrize("change", ["delete", "unsubscribe", "block"])
+def test_a_contact_deleted_unsubscribed_or_blocked_has_its_timers_stopped_at_once(
+    stack: Any, org: Tenant, bot_api: BotApiStub, bot: tuple[str, str, str], change: str
+) -> None:
+    """Through the contacts stream, not at the next step: nothing stays scheduled for ten minutes."""
+    connection_id, token, _ = bot
+    contact_id = _contact(org)
+    _rules(org, idle_seconds=600)
+    assert _send(org, contact_id, connection_id).status_code == 201
+    requested = org.client.post(
+        f"/orgs/c/contacts/{contact_id}/follow-ups", json={"connection_id": connection_id, "in": "1h", "text": "Hi"}
+    )
+    assert requested.status_code == 201, requested.text
+    if change == "delete":
+        assert org.client.delete(f"/orgs/c/contacts/{contact_id}").status_code == 204
+    else:
+        status = "UNSUBSCRIBED" if change == "unsubscribe" else "BLOCKED"
+        answer = org.client.patch(f"/orgs/c/contacts/{contact_id}", json={"status": status})
+        assert answer.status_code == 200, answer.text
+
+    stack.drain(timeout=30)  # the stream stopped both waiting executions
+
+    executions = _executions(stack, contact_id)
+    assert len(executions) == 2
+    assert {e["status"] for e in executions} == {"ABORTED"}
+    assert _texts(bot_api, token) == ["Your order is ready"]
+    if change != "delete":
+        assert _conversation(org, contact_id)["fu_state"] == "opted_out"
+        assert org.client.get(f"/orgs/c/contacts/{contact_id}/follow-ups").json()["items"] == []
+
+
 def test_a_repeated_call_or_status_starts_one_timer(stack: Any, org: Tenant, live_api: str) -> None:
     """A retried send (one Idempotency-Key) and statuses of the message arriving again and again: one
     execution for the conversation."""

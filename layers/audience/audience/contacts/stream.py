@@ -19,6 +19,27 @@ def contact_removed(record: Mapping[str, Any]) -> str | None:
     return key["pk"]["S"]
 
 
+STOPPED = ("UNSUBSCRIBED", "BLOCKED")
+
+
+def contact_stopped(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(org id, contact id) of a contact the record deletes, or moves to UNSUBSCRIBED or BLOCKED (what
+    ends its follow-ups); None for any other record."""
+    data = record.get("dynamodb", {})
+    key = data.get("Keys", {})
+    if key.get("sk", {}).get("S") != keys.CONTACT_SK:
+        return None
+    if record.get("eventName") == "MODIFY":
+        before = data.get("OldImage", {}).get("status", {}).get("S")
+        after = data.get("NewImage", {}).get("status", {}).get("S")
+        if after not in STOPPED or before == after:
+            return None
+    elif record.get("eventName") != "REMOVE":
+        return None
+    pk = key["pk"]["S"]
+    return pk.split("#", 2)[1], keys.contact_id_from_pk(pk)
+
+
 def purge_removed_contact(client: Any, table_name: str, record: Mapping[str, Any]) -> int:
     """Delete what a deleted (or merged-away) contact left in its partition; 0 for other records."""
     pk = contact_removed(record)

@@ -573,17 +573,24 @@ class FollowUpService:
             org_id, contact_id, state="replied", reason="contact_replied", at=clock.now_iso(), after=_plus(at, 1)
         )
 
-    def on_opt_out(self, org_id: str, contact_id: str, channel: str | None) -> int:
+    def on_opt_out(self, org_id: str, contact_id: str, channel: str | None, *, wait: float = LEASE_SECONDS + 1) -> int:
         """The contact opted out of `channel` (None: of every channel): the timers and requested follow-ups
-        on it end. How many ended."""
+        on it end, and a step sending is waited for (at most `wait` seconds). How many ended."""
         now = clock.now_iso()
-        ended = self._end_all(org_id, contact_id, state="opted_out", reason="opted_out", at=now, channel=channel)
+        ended = self._end_all(
+            org_id, contact_id, state="opted_out", reason="opted_out", at=now, channel=channel, wait=wait
+        )
         for item in self._repo.list_requested(org_id, contact_id):
             if channel is not None and item.get("channel") != channel:
                 continue
             if self._cancel_requested(org_id, contact_id, item, reason="opted_out", at=now) is not None:
                 ended += 1
         return ended
+
+    def on_contact_stopped(self, org_id: str, contact_id: str) -> int:
+        """The contact was deleted, unsubscribed or blocked: its timers and requested follow-ups end at
+        once (each step would also see it before sending). How many ended."""
+        return self.on_opt_out(org_id, contact_id, None, wait=CANCEL_WAIT_SECONDS)
 
     def _end_all(
         self,
@@ -595,6 +602,7 @@ class FollowUpService:
         at: str,
         after: str | None = None,
         channel: str | None = None,
+        wait: float = LEASE_SECONDS + 1,
     ) -> int:
         """End every waiting timer of the contact (on `channel` only, when given; only those following a
         message sent before `after`, when given), and wait for any step of it still sending."""
@@ -611,7 +619,7 @@ class FollowUpService:
                     ended += 1
                     self._stop(execution_name(org_id, contact_id, conversation["channel"], item["fu_gen"]))
             if item is not None:
-                self._await_lease(org_id, contact_id, conversation["channel"], item)
+                self._await_lease(org_id, contact_id, conversation["channel"], item, limit=wait)
         return ended
 
     def _await_lease(
