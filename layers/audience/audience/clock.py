@@ -23,3 +23,19 @@ def iso(moment: datetime) -> str:
 def now_iso() -> str:
     """The current UTC time as `iso` formats it."""
     return iso(now())
+
+
+def parse_zoned(value: str, field: str = "at") -> datetime:
+    """An ISO 8601 time given with a zone (`Z` or `+hh:mm`) in a request; a ValidationError naming `field`
+    otherwise."""
+    from audience.errors import ValidationError
+
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError.for_field(
+            field, value, "must be an ISO 8601 time with a zone, like 2026-12-01T09:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValidationError.for_field(field, value, "must carry a time zone (Z or +hh:mm)")
+    return moment

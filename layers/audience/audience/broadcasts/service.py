@@ -622,19 +622,12 @@ def _rate_limit(value: Any) -> dict[str, int]:
 
 
 def _schedule_time(at: str | None) -> str:
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     now = clock.now()
     if at is None:
         return clock.iso(now)
-    try:
-        when = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError.for_field(
-            "at", at, "must be an ISO 8601 time with a zone, like 2026-12-01T09:00:00Z"
-        ) from None
-    if when.tzinfo is None:
-        raise ValidationError.for_field("at", at, "must carry a time zone (Z or +hh:mm)")
+    when = clock.parse_zoned(at)
     if when > now + timedelta(days=MAX_SCHEDULE_DAYS):
         raise ValidationError.for_field("at", at, f"must be within {MAX_SCHEDULE_DAYS} days")
     return clock.iso(max(when, now))

@@ -910,14 +910,7 @@ def _due(body: dict[str, Any], now: datetime) -> datetime:
     if (at is None) == (after is None):
         raise ValidationError.for_field("at", at, "give exactly one of at (a time) or in (a delay such as 24h)")
     if at is not None:
-        try:
-            due = _parse_time(str(at))
-        except ValueError:
-            raise ValidationError.for_field(
-                "at", at, "must be an ISO 8601 time with a zone, like 2026-12-01T09:00:00Z"
-            ) from None
-        if due.tzinfo is None:
-            raise ValidationError.for_field("at", at, "must carry a zone (Z or +hh:mm)")
+        due = clock.parse_zoned(str(at))
     else:
         seconds: float
         if isinstance(after, int) and not isinstance(after, bool) and 0 < after <= MAX_AHEAD:
