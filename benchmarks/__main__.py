@@ -11,6 +11,7 @@ from types import ModuleType
 from benchmarks import (
     broadcast_send,
     cold_start,
+    contact_quality,
     follow_ups,
     import_e2e,
     import_memory,
@@ -57,6 +58,7 @@ BENCHMARKS = [
     Benchmark("webhook_ack", webhook_ack),
     Benchmark("broadcast_send", broadcast_send),
     Benchmark("follow_ups", follow_ups),
+    Benchmark("contact_quality", contact_quality),
 ]
 
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from audience import clock, container
 from audience.segments.evaluation import RuleBook, StaleRulesError, Tally
-from audience.segments.stream import evaluation_targets
+from audience.segments.stream import evaluation_targets, facts_only_targets
 
 logger = Logger()
 metrics = Metrics()
@@ -26,7 +26,9 @@ _ATTEMPTS = 3
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    targets = evaluation_targets(event.get("Records") or [])
+    records = event.get("Records") or []
+    targets = evaluation_targets(records)
+    facts_only = facts_only_targets(records)
     service = container.segment_service()
     evaluator = container.segment_evaluator()
     now = clock.now()
@@ -37,6 +39,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             for _ in range(_ATTEMPTS):
                 if org_id not in books:
                     books[org_id] = RuleBook.of(service.ensure_predefined(org_id), now)
+                if (org_id, contact_id) in facts_only and not books[org_id].reads_quality():
+                    total.skipped += 1  # only its reachability / engagement facts changed: no segment reads them
+                    break
                 try:
                     total.merge(evaluator.evaluate(org_id, contact_id, books[org_id]))
                     break
@@ -57,5 +62,7 @@ def _report(tally: Tally) -> None:
     metrics.add_metric(name="ContactsEvaluated", unit=MetricUnit.Count, value=tally.evaluated)
     metrics.add_metric(name="SegmentMembersAdded", unit=MetricUnit.Count, value=tally.added)
     metrics.add_metric(name="SegmentMembersRemoved", unit=MetricUnit.Count, value=tally.removed)
+    if tally.skipped:
+        metrics.add_metric(name="ContactFactsNotEvaluated", unit=MetricUnit.Count, value=tally.skipped)
     if tally.stale:
         metrics.add_metric(name="SegmentDecisionsStale", unit=MetricUnit.Count, value=tally.stale)

@@ -269,6 +269,9 @@ def test_a_european_excel_csv_imports_from_analysis_to_consent(stack, org, tmp_p
         "Ana Pérez": ("ana@example.com", None, None),
         "Dr. John Smith, Jr.": ("john@example.com", "+6281398765432", "ID"),
     }
+    # Imported phones carry their number type, which the contact's quality scores read.
+    assert by_name["山田太郎"]["quality"]["phone_type"] == "mobile"
+    assert by_name["Ana Pérez"]["quality"]["phone_type"] is None
     assert sorted(by_name["José Müller"]["tags"]) == sorted([tag, "vip", "kunde"])
     assert sorted(by_name["Сергей Иванов"]["tags"]) == sorted([tag, "kunde"])
     assert by_name["Ana Pérez"]["tags"] == [tag]
@@ -417,6 +420,7 @@ def test_existing_contacts_are_skipped_or_updated_with_non_empty_cells_only(stac
         {"city": "Jakarta"},
     )
     assert (b["full_name"], b["phone"], b["status"]) == ("Bee", "+6281255556666", "UNSUBSCRIBED")
+    assert b["quality"]["phone_type"] == "mobile"  # a phone an import adds to a contact
     assert (c["full_name"], c["email"], c["phone"], c["status"]) == (
         "Cee",
         "c@example.com",

@@ -3,6 +3,7 @@ forward and the broadcast's counters with them, once, whatever the order and the
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -68,7 +69,7 @@ def test_receipts_move_recipients_and_counters_once(stack: Any, org: Any, graph:
     ]
     for n, (row, status, error) in enumerate(events):
         payload = whatsapp_status(
-            phone_number_id, row["provider_message_id"], status, recipient=to, at=1781000000 + n, error=error
+            phone_number_id, row["provider_message_id"], status, recipient=to, at=int(time.time()) + n, error=error
         )
         assert hooks.meta(_connection_id(org, phone_number_id), payload).status_code == 200
     stack.drain()
@@ -89,6 +90,22 @@ def test_receipts_move_recipients_and_counters_once(stack: Any, org: Any, graph:
         "cancelled": 0,
     }
     assert (stats["total"], stats["sent"], stats["delivered"], stats["read"], stats["failed"]) == (4, 3, 3, 2, 1)
+
+    # Each contact's engagement counts its message once: received (a read that skipped "delivered" too),
+    # read, and a broadcast received; the 131026 failure makes the third unreachable on WhatsApp.
+    def contact(row: dict[str, Any]) -> dict[str, Any]:
+        return org.client.get(f"/orgs/c/contacts/{row['contact_id']}").json()
+
+    def counted(row: dict[str, Any]) -> tuple[int, int, int]:
+        shown = contact(row)["engagement"]
+        return shown["messages_received_30d"], shown["messages_read_30d"], shown["broadcasts_received"]
+
+    assert counted(first) == (1, 1, 1)
+    assert counted(second) == (1, 1, 1)
+    assert counted(third) == (0, 0, 0)
+    assert counted(fourth) == (1, 0, 1)
+    assert contact(third)["quality"]["reachability"]["whatsapp"] == 10
+    assert contact(fourth)["quality"]["reachability"]["whatsapp"] == 80  # a mobile (50) delivered to (30)
 
 
 def test_a_receipt_before_the_sender_records_the_send_is_not_lost(stack: Any, org: Any) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from audience.contacts import quality
 from audience.contacts.models import Contact
 
 Status = Literal["SUBSCRIBED", "UNSUBSCRIBED", "BLOCKED"]
@@ -64,11 +65,34 @@ class IdentityOut(Model):
     value: str
 
 
+class QualityOut(Model):
+    validation_score: int = Field(description="0-100: how well formed the contact's identifiers are")
+    reachability: dict[str, int] = Field(description="0-100 per channel the contact has an address on")
+    system_tags: list[str] = Field(description="Tags the system maintains from the scores, e.g. invalid_phone")
+    phone_type: str | None = Field(description="mobile, fixed_line, fixed_line_or_mobile, voip...")
+
+
+class EngagementOut(Model):
+    messages_received_30d: int
+    messages_read_30d: int
+    messages_replied_30d: int
+    broadcasts_received_30d: int
+    messages_received_90d: int
+    messages_read_90d: int
+    messages_replied_90d: int
+    broadcasts_received_90d: int
+    broadcasts_received: int = Field(description="Broadcast messages delivered to the contact, in all")
+    last_engaged_at: str | None = Field(description="The last time the contact read a message or wrote")
+
+
 class ContactOut(Model):
     id: str
     first_name: str | None
     last_name: str | None
     full_name: str | None
+    original_name: str | None = Field(
+        default=None, description="The name the contact had before a name it shared in a message first replaced it"
+    )
     email: str | None
     phone: str | None
     country: str | None
@@ -77,6 +101,8 @@ class ContactOut(Model):
     custom_fields: dict[str, Any]
     tags: list[str]
     identities: list[IdentityOut]
+    quality: QualityOut
+    engagement: EngagementOut
     created_at: str
     updated_at: str
 
@@ -87,6 +113,7 @@ class ContactOut(Model):
             first_name=contact.first_name,
             last_name=contact.last_name,
             full_name=contact.display_name(),
+            original_name=contact.original_name,
             email=contact.email,
             phone=contact.phone,
             country=contact.country,
@@ -95,6 +122,13 @@ class ContactOut(Model):
             custom_fields=contact.custom_fields,
             tags=contact.tags,
             identities=[IdentityOut(type=i.type, value=i.value) for i in contact.identities()],
+            quality=QualityOut(
+                validation_score=quality.validation_score(contact),
+                reachability=quality.reachability(contact),
+                system_tags=quality.system_tags(contact),
+                phone_type=contact.phone_type if contact.phone else None,
+            ),
+            engagement=EngagementOut(**quality.engagement(contact)),
             created_at=contact.created_at,
             updated_at=contact.updated_at,
         )

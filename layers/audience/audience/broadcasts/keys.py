@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from typing import Any
 
 SHARDS = 16
 SUMMARY_SK = "#S"
@@ -74,6 +75,11 @@ def recipient_pk(org_id: str, broadcast_id: str, shard: int) -> str:
 
 def recipient_sk(key: str, channel: str) -> str:
     return f"{key}#{channel}"
+
+
+def is_marketing_row(row: dict[str, Any]) -> bool:
+    """A marketing recipient row is keyed by its contact; a transactional one by its send id."""
+    return str(row.get("sk", "")).split("#", 1)[0] == row.get("contact_id")
 
 
 def contact_partition(org_id: str, contact_id: str) -> str:

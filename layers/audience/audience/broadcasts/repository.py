@@ -676,9 +676,10 @@ class BroadcastsRepository:
         *,
         error_code: str | None,
         error_title: str | None,
-    ) -> bool:
-        """Move the recipient forward to `status` (DELIVERED, READ or FAILED) with its counters; True if it
-        moved. A row still SENDING counts as SENT (its sender's tally counts it so)."""
+    ) -> dict[str, Any] | None:
+        """Move the recipient forward to `status` (DELIVERED, READ or FAILED) with its counters; the row as
+        it was read when it moved, else None. A row still SENDING counts as SENT (its sender's tally counts
+        it so)."""
         rank = RECEIPT_RANK[status]
         for _ in range(5):
             response = self._client.get_item(
@@ -687,11 +688,11 @@ class BroadcastsRepository:
                 ConsistentRead=True,
             )
             if "Item" not in response:
-                return False
+                return None
             row = deserialize(response["Item"])
             current = row["status"]
             if current not in RECEIPT_RANK or RECEIPT_RANK[current] >= rank:
-                return False
+                return None
             counted_from = SENT if current in (SENDING, SENT) else current
             values: dict[str, Any] = {":to": status, ":at": at, ":from": current}
             extra = ""
@@ -724,8 +725,8 @@ class BroadcastsRepository:
                 if _cancelled_by_condition(error):
                     continue  # moved meanwhile: read it again
                 raise
-            return True
-        return False
+            return row
+        return None
 
     # -- transactional: idempotency keys and rate windows -------------------------------------------
 

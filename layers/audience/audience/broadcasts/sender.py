@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from audience import aws, clock, ids
 from audience.broadcasts import keys
@@ -45,6 +46,7 @@ from audience.broadcasts.render import MissingVariable, render
 from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
 from audience.channels.models import DEFAULT_RATE, Connection
 from audience.compliance.eligibility import EligibilityService
+from audience.contacts import quality
 from audience.contacts.models import Contact
 from audience.contacts.repository import ContactsRepository
 from audience.errors import ConcurrentUpdateError, NotFoundError, ValidationError
@@ -482,7 +484,22 @@ class Sender:
             return self._repo.finish(claimed, r.SENT, finished_at, provider_message_id=result.provider_message_id)
         if result.kind == "permanent":
             self._release(caps, org_id, row, take)
-            return self._repo.finish(claimed, r.FAILED, finished_at, error_code=result.code, error_title=result.title)
+            finished = self._repo.finish(
+                claimed, r.FAILED, finished_at, error_code=result.code, error_title=result.title
+            )
+            if (
+                quality.is_unreachable(row["channel"], result.code)
+                and row.get("contact_id")
+                and not row.get("overrides")
+            ):
+                # The provider says the address cannot be reached (a bot blocked on Telegram): a reachability
+                # fact of the contact, as a failed status would be. Best effort, after the row is final.
+                fact = quality.Signal(quality.FAILED, row["channel"], finished_at, code=result.code)
+                try:
+                    self._contacts.record_signal(org_id, row["contact_id"], fact)
+                except (ClientError, BotoCoreError, ConcurrentUpdateError):
+                    logger.warning("a contact fact was not recorded", exc_info=True, extra={"recipient": row["sk"]})
+            return finished
         self._repo.release(claimed)
         logger.warning("send deferred", extra={"recipient": row["sk"], "code": result.code, "title": result.title})
         return None

@@ -40,6 +40,8 @@ class Contact:
     first_name: str | None = None
     last_name: str | None = None
     full_name: str | None = None
+    # The name a contact had before a name it shared (or its platform profile) first replaced it; set once.
+    original_name: str | None = None
     email: str | None = None
     phone: str | None = None
     country: str | None = None
@@ -48,6 +50,11 @@ class Contact:
     tags: list[str] = field(default_factory=list)
     # Identities the contact gained from merges beyond its primary email and phone.
     extra_identities: list[Identity] = field(default_factory=list)
+    # The phone's number type (phonenumbers: mobile, fixed_line, voip...), recorded when the phone is set.
+    phone_type: str | None = None
+    # Facts per channel and engagement counts (audience.contacts.quality); written by inbound processing.
+    reach: dict[str, dict[str, str]] = field(default_factory=dict)
+    engagement: dict[str, Any] = field(default_factory=dict)
     version: int = 0
     created_at: str = ""
     updated_at: str = ""

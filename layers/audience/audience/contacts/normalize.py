@@ -21,6 +21,7 @@ class Phone:
     e164: str
     country: str | None
     national_digits: str
+    type: str | None = None  # phonenumbers' number type in lower case: mobile, fixed_line, voip...
 
 
 def normalize_phone(raw: str, default_country: str, field: str = "phone") -> Phone:
@@ -48,10 +49,30 @@ def normalize_phone(raw: str, default_country: str, field: str = "phone") -> Pho
                 e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
                 country=phonenumbers.region_code_for_number(number),
                 national_digits=str(number.national_number),
+                type=_number_type(number),
             )
     raise ValidationError.for_field(
         field, raw, f"is not a valid phone number (read with default country {default_country})"
     )
+
+
+def _number_type(number: object) -> str | None:
+    import phonenumbers
+
+    kind = phonenumbers.number_type(number)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
+        return None
+    return str(phonenumbers.PhoneNumberType.to_string(kind)).lower()
+
+
+def phone_type(e164: str) -> str | None:
+    """The number type of a stored (E.164) phone; None when the library cannot tell."""
+    import phonenumbers
+
+    try:
+        return _number_type(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def normalize_email(raw: str, field: str = "email") -> str:

@@ -29,23 +29,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from audience import aws, ids
-from audience.contacts import keys
+from audience import aws, clock, ids
+from audience.contacts import keys, quality
 from audience.contacts.models import Activity, Contact, Identity, Page
 from audience.contacts.normalize import fold, national_digits
 from audience.contacts.stream import purge_partition, write_all
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 
 MAX_TRANSACTION_ITEMS = 100
+_SIGNAL_ATTEMPTS = 6
+_FUTURE_TOLERANCE = timedelta(minutes=5)
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 _SEARCH_END = "\U0010ffff"
@@ -154,6 +158,7 @@ def contact_to_item(contact: Contact) -> dict[str, Any]:
         "first_name": contact.first_name,
         "last_name": contact.last_name,
         "full_name": contact.full_name,
+        "original_name": contact.original_name,
         "email": contact.email,
         "phone": contact.phone,
         "country": contact.country,
@@ -161,6 +166,9 @@ def contact_to_item(contact: Contact) -> dict[str, Any]:
         "custom_fields": contact.custom_fields or None,
         "tags": contact.tags or None,
         "extra_identities": [{"type": i.type, "value": i.value} for i in contact.extra_identities] or None,
+        "phone_type": contact.phone_type if contact.phone else None,
+        "reach": contact.reach or None,
+        "engagement": contact.engagement or None,
         "version": contact.version,
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
@@ -175,6 +183,7 @@ def contact_from_item(item: dict[str, Any]) -> Contact:
         first_name=item.get("first_name"),
         last_name=item.get("last_name"),
         full_name=item.get("full_name"),
+        original_name=item.get("original_name"),
         email=item.get("email"),
         phone=item.get("phone"),
         country=item.get("country"),
@@ -182,6 +191,9 @@ def contact_from_item(item: dict[str, Any]) -> Contact:
         custom_fields=dict(item.get("custom_fields") or {}),
         tags=list(item.get("tags") or []),
         extra_identities=[Identity(i["type"], i["value"]) for i in item.get("extra_identities") or []],
+        phone_type=item.get("phone_type"),
+        reach=dict(item.get("reach") or {}),
+        engagement=dict(item.get("engagement") or {}),
         version=int(item.get("version", 0)),
         created_at=item["created_at"],
         updated_at=item["updated_at"],
@@ -628,6 +640,49 @@ class ContactsRepository:
                 "ExpressionAttributeValues": serialize(values),
             }
         }
+
+    def record_signal(self, org_id: str, contact_id: str, signal: quality.Signal) -> bool:
+        """Apply a reachability / engagement fact to the contact: one read and one conditional write of the
+        contact item (its version moves, so a concurrent full write of the contact retries rather than
+        dropping the fact). False when the contact is gone."""
+        key = serialize({"pk": keys.contact_pk(org_id, contact_id), "sk": keys.CONTACT_SK})
+        now = clock.now()
+        latest = clock.iso(now + _FUTURE_TOLERANCE)
+        if signal.at > latest:  # a payload's own time ahead of the clock: it would outrank every later fact
+            signal = dataclasses.replace(signal, at=latest)
+        for _ in range(_SIGNAL_ATTEMPTS):
+            response = self._client.get_item(
+                TableName=self._table_name,
+                Key=key,
+                ProjectionExpression="version, reach, engagement",
+                ConsistentRead=True,
+            )
+            if "Item" not in response:
+                return False
+            item = deserialize(response["Item"])
+            reach, engagement = quality.apply(item.get("reach"), item.get("engagement"), signal, now.date())
+            if reach == (item.get("reach") or {}) and engagement == (item.get("engagement") or {}):
+                return True  # a fact applied before (a retried record): nothing to write
+            try:
+                self._client.update_item(
+                    TableName=self._table_name,
+                    Key=key,
+                    UpdateExpression="SET reach = :reach, engagement = :engagement, version = :next",
+                    ConditionExpression="version = :version",
+                    ExpressionAttributeValues=serialize(
+                        {
+                            ":reach": reach,
+                            ":engagement": engagement,
+                            ":version": item["version"],
+                            ":next": item["version"] + 1,
+                        }
+                    ),
+                )
+                return True
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        raise ConcurrentUpdateError("the contact keeps changing while a fact about it is recorded; retry")
 
     def activity_item(self, contact: Contact, entry: Activity) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ from boto3.dynamodb.types import DYNAMODB_CONTEXT
 
 from audience import clock, ids
 from audience.compliance.status import status_consent
-from audience.contacts import keys
+from audience.contacts import keys, quality
 from audience.contacts.models import (
     CHANNELS,
     MAX_CHANNELS,
@@ -579,6 +579,7 @@ class ContactService:
         if "phone" in data:
             updated.phone = phone.e164 if phone else None
             updated.country = phone.country if phone else None
+            updated.phone_type = phone.type if phone else None
         if not updated.email and not updated.phone and not updated.channels and not creating:
             raise ValidationError(
                 "a contact needs an email, a phone or a channel id",
@@ -775,13 +776,17 @@ def _merge(target: Contact, source: Contact) -> Contact:
     for name in ("first_name", "last_name", "full_name"):
         if not getattr(merged, name) and getattr(source, name):
             setattr(merged, name, getattr(source, name))
+    if merged.original_name is None and source.original_name is not None:
+        merged.original_name = source.original_name  # the name before a capture replaced it: kept
     if not merged.email and source.email:
         merged.email = source.email
     if not merged.phone and source.phone:
-        merged.phone, merged.country = source.phone, source.country
+        merged.phone, merged.country, merged.phone_type = source.phone, source.country, source.phone_type
     merged.channels = target.channels + [c for c in source.channels if c not in target.channels]
     merged.tags = list(dict.fromkeys(target.tags + source.tags))
     merged.custom_fields = {**source.custom_fields, **target.custom_fields}
+    merged.reach = quality.merge(target.reach, source.reach, "reach")
+    merged.engagement = quality.merge(target.engagement, source.engagement, "engagement")
     if STATUS_RANK[source.status] > STATUS_RANK[merged.status]:
         merged.status = source.status
     kept = set(Identity(c["channel"], c["user_id"]) for c in merged.channels)

@@ -109,6 +109,8 @@ class RowMapper:
                 return Rejection(INVALID_PHONE, f"{self._name(index)}: {error.fields[0]['message']}", self._name(index))
             record["phone"] = phone.e164
             record["country"] = phone.country
+            if phone.type:
+                record["phone_type"] = phone.type
             identities.append("phone:" + phone.e164)
         index = single.get("email")
         if index is not None and index < width and cells[index].strip():

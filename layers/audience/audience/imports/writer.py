@@ -244,6 +244,7 @@ class ContactChunkWriter:
             email=data.get("email"),
             phone=data.get("phone"),
             country=data.get("country"),
+            phone_type=data.get("phone_type"),
             custom_fields=dict(data.get("custom_fields") or {}),
             tags=list(data.get("tags") or []),
             version=1,

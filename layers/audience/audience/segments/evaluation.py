@@ -22,7 +22,16 @@ from audience.segments.repository import (
     Guard,
     SegmentsRepository,
 )
-from audience.segments.rules import Predicate, RuleSet, Subject, compile_rules, event_ranges, load_rules
+from audience.segments.rules import (
+    QUALITY_ATTRIBUTES,
+    Predicate,
+    RuleSet,
+    Subject,
+    attribute_names,
+    compile_rules,
+    event_ranges,
+    load_rules,
+)
 
 
 class ContactHistory:
@@ -79,9 +88,10 @@ class Tally:
     removed: int = 0
     stale: int = 0
     missing: int = 0
+    skipped: int = 0  # fact-only changes no segment reads (SegmentFunction)
 
     def merge(self, other: Tally) -> None:
-        for name in ("evaluated", "added", "removed", "stale", "missing"):
+        for name in ("evaluated", "added", "removed", "stale", "missing", "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:
@@ -127,6 +137,10 @@ class RuleBook:
 
     def detailed(self) -> set[str]:
         return set().union(*(c.detailed for c in self.segments)) if self.segments else set()
+
+    def reads_quality(self) -> bool:
+        """Whether any segment reads an attribute that reachability or engagement facts change."""
+        return any(attribute_names(c.rules.tree) & QUALITY_ATTRIBUTES for c in self.segments)
 
 
 class StaleRulesError(Exception):

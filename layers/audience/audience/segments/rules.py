@@ -14,11 +14,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from operator import attrgetter
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from audience.contacts.models import Contact
+from audience.contacts import quality
+from audience.contacts.models import CHANNELS, Contact
 from audience.errors import ValidationError, displayable
 
 MAX_ATTRIBUTE_CLAUSES = 25
@@ -49,7 +51,23 @@ ATTRIBUTES: dict[str, str] = {
     "tags": LIST,
     "created": DATETIME,
     "updated": DATETIME,
+    # Contact quality (audience.contacts.quality, docs/contact-quality.md).
+    "validation_score": NUMBER,
+    "system_tags": LIST,
+    "phone_type": STRING,
+    **{f"reachability.{channel}": NUMBER for channel in CHANNELS},
+    # Engagement: counts in the last 30 or 90 days (relative to today, so refreshed daily) and in all.
+    **{f"{name}_{days}d": NUMBER for name in quality.WINDOWED for days in quality.WINDOWS},
+    "broadcasts_received": NUMBER,
+    "last_engaged": DATETIME,
 }
+# Attributes that reachability and engagement facts change (segments/stream.py skips evaluating a fact-only
+# change of a contact for an org none of whose segments read one).
+QUALITY_ATTRIBUTES = frozenset(
+    name for name in ATTRIBUTES if name.startswith(("reachability.", "messages_", "broadcasts_"))
+) | {"system_tags", "last_engaged"}
+# Attributes whose value depends on today: a rule naming one is relative.
+_WINDOWED = {f"{name}_{days}d": (quality.WINDOWED[name], days) for name in quality.WINDOWED for days in quality.WINDOWS}
 
 _EQUALITY = ("is", "is_not")
 _PRESENCE = ("is_empty", "is_not_empty")
@@ -298,6 +316,8 @@ class _Parser:
         value = self._operand(type_, op, node, path, f"{type_} attribute '{attribute}'")
         if value is not _NO_VALUE:
             clause["value"] = value
+        if attribute in _WINDOWED:
+            self._relative = True
         if op in _RELATIVE:
             self._relative = True
             clause["unit"] = self._unit(node.get("unit"), f"{path}.unit")
@@ -599,6 +619,12 @@ _BUILT_IN_VALUES: dict[str, Callable[[Contact], Any]] = {
     "tags": attrgetter("tags"),
     "created": attrgetter("created_at"),
     "updated": attrgetter("updated_at"),
+    "validation_score": quality.validation_score,
+    "system_tags": quality.system_tags,
+    "phone_type": attrgetter("phone_type"),
+    **{f"reachability.{channel}": partial(quality.reachability_on, channel=channel) for channel in CHANNELS},
+    "broadcasts_received": quality.broadcasts_received,
+    "last_engaged": quality.last_engaged,
 }
 
 
@@ -689,7 +715,14 @@ class _Compiler:
             DATE: self._date,
             DATETIME: self._datetime,
         }[type_]
-        return compile_type(node, _value_of(attribute), f"{type_}:{attribute}")
+        return compile_type(node, self.value_of(attribute), f"{type_}:{attribute}")
+
+    def value_of(self, attribute: str) -> Callable[[Contact], Any]:
+        """How to read an attribute's value from a contact at this moment (windowed counts end today)."""
+        if attribute in _WINDOWED:
+            index, days = _WINDOWED[attribute]
+            return partial(quality.count_in_window, index=index, today=self.utc_today, days=days)
+        return _value_of(attribute)
 
     @staticmethod
     def _string(node: Mapping[str, Any], value_of: Callable[[Contact], Any], _key: str) -> _Check:
@@ -1013,6 +1046,13 @@ def compile_rules(rules: RuleSet, *, now: datetime, timezone: str = "UTC") -> Pr
     return predicate
 
 
+def attribute_names(tree: Mapping[str, Any]) -> set[str]:
+    """The attributes a rule tree's clauses read."""
+    if "rules" in tree:
+        return set().union(*(attribute_names(child) for child in tree["rules"])) if tree["rules"] else set()
+    return {tree["attribute"]} if "attribute" in tree else set()
+
+
 def explain(rules: RuleSet, subject: Subject, *, now: datetime, timezone: str = "UTC") -> dict[str, Any]:
     """The tree with `matched` on every group and clause, the contact's value (`actual`) on attribute
     clauses, and on event clauses the count (`actual_count`) in the resolved window (`resolved_window`,
@@ -1028,7 +1068,7 @@ def explain(rules: RuleSet, subject: Subject, *, now: datetime, timezone: str = 
             matched = all(results) if node["match"] == "all" else any(results)
             return {**node, "rules": children, "matched": matched}
         if "attribute" in node:
-            actual = _value_of(node["attribute"])(contact)
+            actual = compiler.value_of(node["attribute"])(contact)
             return {
                 **node,
                 "matched": compiler.attribute(node)(contact, events, memo),
