@@ -76,6 +76,30 @@ class ConnectionList(BaseModel):
     items: list[ConnectionOut]
 
 
+class NameCaptureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Capture names people share in messages (and profile names)")
+    phrases: dict[str, list[str]] = Field(
+        default_factory=dict,
+        max_length=10,
+        description='The org\'s own phrases per language code ("en": ["they call me"]): literal words, not '
+        "patterns; at most 20 a language, each 1 to 5 words of letters and at most 40 characters",
+    )
+    replace_defaults: bool = Field(
+        default=False, description="The phrases of each language listed replace that language's defaults"
+    )
+    stop_words: dict[str, list[str]] = Field(
+        default_factory=dict,
+        max_length=10,
+        description="Words that are never a name, per language code, added to the defaults (at most 100 a language)",
+    )
+
+
+class NameCaptureOut(NameCaptureSettings):
+    default_phrases: dict[str, list[str]]
+
+
 class InboundSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +111,9 @@ class InboundSettings(BaseModel):
     opt_in_keywords: list[str] | None = Field(
         default=None, max_length=50, description="Extra opt-in keywords, besides START and UNSTOP"
     )
+    name_capture: NameCaptureSettings | None = Field(
+        default=None, description="How names people share in messages are captured (replaced whole when given)"
+    )
 
 
 class InboundSettingsOut(BaseModel):
@@ -94,6 +121,7 @@ class InboundSettingsOut(BaseModel):
     opt_in_keywords: list[str]
     default_opt_out_keywords: list[str]
     default_opt_in_keywords: list[str]
+    name_capture: NameCaptureOut
     updated_at: str | None = None
 
 
@@ -153,3 +181,48 @@ class SandboxMessage(BaseModel):
 
 class SandboxMessages(BaseModel):
     items: list[SandboxMessage]
+
+
+class NewContactRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(default_factory=list, max_length=10, description="Tags a new contact is created with")
+    segments: list[str] = Field(
+        default_factory=list, max_length=20, description="Static segments of the org a new contact is added to"
+    )
+
+
+class AutoReplyRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allow_segments: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="When any: automatic replies go only to contacts in one of these segments (any kind)",
+    )
+    deny_segments: list[str] = Field(
+        default_factory=list, max_length=20, description="No automatic reply to contacts in any of these segments"
+    )
+
+
+class InboundRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    on_new_contact: NewContactRules = Field(
+        default_factory=NewContactRules, description="Applied when a message on this connection creates a contact"
+    )
+    auto_reply: AutoReplyRules = Field(
+        default_factory=AutoReplyRules, description="Who automatic replies on this connection may go to"
+    )
+
+
+class InboundRulesOut(InboundRules):
+    updated_at: str
+
+
+class AutoReplyCheck(BaseModel):
+    allowed: bool
+    reason: Literal["allowed", "blocked", "do_not_contact", "denied_segment", "not_in_allowed_segments"]
+    detail: str
+    contact_id: str
+    segment_id: str | None = Field(default=None, description="The segment that decided, if one did")

@@ -128,6 +128,9 @@ class Connection:
     settings: dict[str, Any] = field(default_factory=dict)
     secret_names: tuple[str, ...] = ()  # which secrets are stored (their values never leave Secrets Manager)
     telegram_webhook: dict[str, Any] | None = None  # {"url", "registered_at"} once setWebhook succeeded
+    # {"on_new_contact": {"tags", "segments"}, "auto_reply": {"allow_segments", "deny_segments"}}
+    # (audience.channels.inbound_rules); None when never set.
+    inbound_rules: dict[str, Any] | None = None
     created_at: str = ""
     updated_at: str = ""
 

@@ -29,6 +29,7 @@ def connection_item(connection: Connection) -> dict[str, Any]:
         "settings": connection.settings or None,
         "secret_names": list(connection.secret_names) or None,
         "telegram_webhook": connection.telegram_webhook,
+        "inbound_rules": connection.inbound_rules or None,
         "created_at": connection.created_at,
         "updated_at": connection.updated_at,
     }
@@ -43,6 +44,7 @@ def connection_from_item(item: dict[str, Any]) -> Connection:
         settings=dict(item.get("settings") or {}),
         secret_names=tuple(item.get("secret_names") or ()),
         telegram_webhook=item.get("telegram_webhook"),
+        inbound_rules=item.get("inbound_rules"),
         created_at=item["created_at"],
         updated_at=item["updated_at"],
     )

@@ -160,11 +160,13 @@ class OrgsRepository:
     # -- inbound settings -------------------------------------------------------------------------
 
     def get_inbound_settings(self, org_id: str) -> dict[str, Any]:
-        """The org's inbound settings (its own opt-out and opt-in keywords); empty when never set."""
+        """The org's inbound settings (its own opt-out and opt-in keywords, its name capture settings);
+        empty when never set."""
         item = self._table.get_item(Key={"pk": _org_pk(org_id), "sk": "#INBOUND"}).get("Item") or {}
         return {
             "opt_out_keywords": list(item.get("opt_out_keywords") or []),
             "opt_in_keywords": list(item.get("opt_in_keywords") or []),
+            "name_capture": dict(item.get("name_capture") or {}),
             "updated_at": item.get("updated_at"),
         }
 

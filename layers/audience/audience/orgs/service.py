@@ -134,10 +134,17 @@ class OrgService:
         return self._repo.get_inbound_settings(org_id)
 
     def update_inbound_settings(
-        self, org_id: str, *, opt_out_keywords: list[str] | None, opt_in_keywords: list[str] | None
+        self,
+        org_id: str,
+        *,
+        opt_out_keywords: list[str] | None,
+        opt_in_keywords: list[str] | None,
+        name_capture: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Replace the org's own opt-out and/or opt-in keywords (in any language; the defaults STOP,
-        UNSUBSCRIBE, ... and START, UNSTOP always apply). A keyword may not be both."""
+        UNSUBSCRIBE, ... and START, UNSTOP always apply; a keyword may not be both), and/or its name
+        capture settings (audience.inbound.names.check_settings), each only when given."""
+        from audience.inbound import names
         from audience.inbound.keywords import MAX_KEYWORD, MAX_KEYWORDS, OPT_IN, OPT_OUT, fold
 
         current = self.inbound_settings(org_id)
@@ -163,12 +170,15 @@ class OrgService:
             raise ValidationError.for_field(
                 "opt_in_keywords", both[0], "is an opt-out keyword too; a keyword can only mean one thing"
             )
+        if name_capture is not None:
+            result["name_capture"] = names.check_settings(name_capture)
         result["updated_at"] = clock.now_iso()
         self._repo.put_inbound_settings(
             org_id,
             {
                 "opt_out_keywords": result["opt_out_keywords"],
                 "opt_in_keywords": result["opt_in_keywords"],
+                "name_capture": result.get("name_capture") or None,
                 "updated_at": result["updated_at"],
             },
         )

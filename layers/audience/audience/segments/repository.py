@@ -205,6 +205,25 @@ class SegmentsRepository:
             raise NotFoundError(f"segment {segment_id} not found")
         return segment
 
+    def existing_segments(self, org_id: str, segment_ids: Iterable[str]) -> set[str]:
+        """Which of the segments (at most 100) exist and are not being deleted: one batch read."""
+        wanted = list(dict.fromkeys(segment_ids))[:100]
+        found: set[str] = set()
+        if not wanted:
+            return found
+        keys = [serialize({"pk": segments_pk(org_id), "sk": f"{SEGMENT_PREFIX}{i}"}) for i in wanted]
+        request: dict[str, Any] = {self._table_name: {"Keys": keys, "ConsistentRead": True}}
+        for _ in range(5):
+            answer = self._client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(self._table_name, []):
+                segment = segment_from_item(deserialize(item))
+                if segment.state != DELETING:
+                    found.add(segment.id)
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        return found
+
     def create_segment(self, segment: Segment) -> bool:
         """Create the segment; False when one with its id already exists (predefined segments)."""
         try:

@@ -9,21 +9,26 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from audience import clock, container
 from audience.api.channel_schemas import (
+    AutoReplyCheck,
     ConnectionIn,
     ConnectionList,
     ConnectionOut,
     ConnectionPatch,
     ConversationList,
     ConversationOut,
+    InboundRules,
+    InboundRulesOut,
     InboundSettings,
     InboundSettingsOut,
     MessageOut,
     MessagePage,
+    NameCaptureOut,
     SandboxMessages,
 )
 from audience.api.deps import ContactId, OrgId
 from audience.contacts.repository import decode_cursor, encode_cursor
 from audience.errors import NotFoundError
+from audience.inbound import names
 from audience.inbound.keywords import OPT_IN, OPT_OUT
 from audience.settings import get_settings
 
@@ -119,11 +124,15 @@ def _settings_out(values: dict[str, object]) -> InboundSettingsOut:
         opt_in_keywords=list(values["opt_in_keywords"]),  # type: ignore[call-overload]
         default_opt_out_keywords=list(OPT_OUT),
         default_opt_in_keywords=list(OPT_IN),
+        name_capture=NameCaptureOut(
+            **{**names.check_settings(values.get("name_capture") or {})},  # type: ignore[arg-type]
+            default_phrases={lang: list(items) for lang, items in names.DEFAULT_PHRASES.items()},
+        ),
         updated_at=values.get("updated_at"),  # type: ignore[arg-type]
     )
 
 
-@settings_router.get("", response_model=InboundSettingsOut, summary="Opt-out and opt-in keywords")
+@settings_router.get("", response_model=InboundSettingsOut, summary="Opt-out and opt-in keywords, name capture")
 def get_inbound_settings(org_id: OrgId) -> InboundSettingsOut:
     return _settings_out(container.org_service().inbound_settings(org_id))
 
@@ -131,9 +140,13 @@ def get_inbound_settings(org_id: OrgId) -> InboundSettingsOut:
 @settings_router.put("", response_model=InboundSettingsOut, summary="Set the org's own keywords")
 def put_inbound_settings(org_id: OrgId, body: InboundSettings) -> InboundSettingsOut:
     """A whole inbound message equal to a keyword (any case, surrounding punctuation ignored) opts the
-    sender out of, or back into, the channel it came on. The defaults always apply."""
+    sender out of, or back into, the channel it came on. The defaults always apply. `name_capture` sets
+    how a name a person shares ("my name is Sari", "nama saya Sari") becomes the contact's name."""
     values = container.org_service().update_inbound_settings(
-        org_id, opt_out_keywords=body.opt_out_keywords, opt_in_keywords=body.opt_in_keywords
+        org_id,
+        opt_out_keywords=body.opt_out_keywords,
+        opt_in_keywords=body.opt_in_keywords,
+        name_capture=body.name_capture.model_dump() if body.name_capture is not None else None,
     )
     return _settings_out(values)
 
@@ -201,4 +214,49 @@ def list_conversations(org_id: OrgId, contact_id: ContactId) -> ConversationList
             )
             for item in container.inbound_repository().conversations(org_id, contact_id)
         ]
+    )
+
+
+# -- inbound rules --------------------------------------------------------------------------------------
+
+
+@router.get("/{connection_id}/inbound-rules", response_model=InboundRulesOut, summary="A connection's inbound rules")
+def get_inbound_rules(org_id: OrgId, connection_id: ConnectionId) -> InboundRulesOut:
+    rules, updated_at = container.inbound_rules_service().get(org_id, connection_id)
+    return InboundRulesOut(**rules, updated_at=updated_at)
+
+
+@router.put("/{connection_id}/inbound-rules", response_model=InboundRulesOut, summary="Set the inbound rules")
+def put_inbound_rules(org_id: OrgId, connection_id: ConnectionId, body: InboundRules) -> InboundRulesOut:
+    """`on_new_contact`: the tags and static segments a contact gets when a message on this connection
+    creates it (a contact that exists already is not touched). `auto_reply`: who automatic replies may go
+    to, as `auto-reply-check` answers it. Segments must be the org's (static ones for `on_new_contact`)."""
+    rules, updated_at = container.inbound_rules_service().put(org_id, connection_id, body.model_dump())
+    return InboundRulesOut(**rules, updated_at=updated_at)
+
+
+@router.get(
+    "/{connection_id}/auto-reply-check", response_model=AutoReplyCheck, summary="May an automatic reply go to a contact"
+)
+def auto_reply_check(
+    org_id: OrgId,
+    connection_id: ConnectionId,
+    contact_id: Annotated[str | None, Query(max_length=64)] = None,
+    phone: Annotated[str | None, Query(max_length=32, description="In international form")] = None,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    user_id: Annotated[str | None, Query(max_length=256, description="The contact's id on this channel")] = None,
+) -> AutoReplyCheck:
+    """For the systems that send automatic replies (bots, away messages) on this connection; give one of
+    `contact_id`, `phone`, `email` or `user_id`. Automatic replies are service messages: an unsubscribed
+    contact may get them; a blocked contact, a do-not-contact entry for the channel, a deny segment, or
+    (when allow segments are set) being in none of them says no."""
+    decision = container.inbound_rules_service().check_auto_reply(
+        org_id, connection_id, contact_id=contact_id, phone=phone, email=email, user_id=user_id
+    )
+    return AutoReplyCheck(
+        allowed=decision.allowed,
+        reason=decision.reason,  # type: ignore[arg-type]
+        detail=decision.detail,
+        contact_id=decision.contact_id,
+        segment_id=decision.segment_id,
     )
