@@ -5,6 +5,14 @@ per-contact items), and ends the follow-up timers of a contact deleted, unsubscr
 the purge, which removes the items naming them). Each record is processed on its own and reported as a
 partial batch failure, so a failing record is retried (and finally sent to ContactStreamDLQ) without
 replaying the others.
+
+It also publishes the domain events the records state (contact.*, segment.member_*, import.finished; see
+docs/events.md) on EVENT_BUS_NAME, in batches of ten after the records are processed. A record's events are
+worked out within its own handling (an odd record fails alone), and the events of every record whose handling
+succeeded are published, also those after a failed record: a record that keeps failing must not take the
+events of the others to the DLQ with it. The publisher puts refused entries again with backoff; when
+EventBridge still refuses some, the batch is reported failed from the first record with events (or the first
+failed record, if earlier), so those records come again (their events keep their ids; receivers dedupe).
 """
 
 from __future__ import annotations
@@ -18,10 +26,20 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 
 from audience import aws
 from audience.contacts.stream import contact_stopped, purge_removed_contact
+from audience.events.contact_stream import events_of
+from audience.events.envelope import Event
+from audience.events.publisher import EventPublisher, deadline_of
 
 logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# The events of the records handled in this invocation, by sequence number (reset by lambda_handler).
+_found: dict[str, list[Event]] = {}
+
+
+def publisher() -> EventPublisher:
+    # Not cached: it holds only the bus name (the events client is shared through audience.aws).
+    return EventPublisher(os.environ.get("EVENT_BUS_NAME", "").strip())
 
 
 def record_handler(record: Any) -> None:
@@ -38,9 +56,51 @@ def record_handler(record: Any) -> None:
         metrics.add_metric(name="ContactPartitionsPurged", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="ContactItemsPurged", unit=MetricUnit.Count, value=purged)
         logger.info("purged deleted contact partition", extra={"items": purged})
+    # Within the record's own handling: a record whose events cannot be worked out fails alone.
+    _found[record.raw_event["dynamodb"]["SequenceNumber"]] = events_of(record.raw_event)
+
+
+def publish_events(
+    records: list[dict[str, Any]], failures: list[dict[str, str]], context: Any = None
+) -> list[dict[str, str]]:
+    """Publish the events of every record handled successfully; the failures to report, in record order
+    (Lambda resumes from the lowest)."""
+    failed = {f["itemIdentifier"] for f in failures}
+    first_with_events: str | None = None
+    events: list[Event] = []
+    for record in records:
+        sequence = record["dynamodb"]["SequenceNumber"]
+        if sequence in failed:
+            continue  # it comes again, and its events with it
+        found = _found.get(sequence) or []
+        if found and first_with_events is None:
+            first_with_events = sequence
+        events.extend(found)
+    if events and publisher().enabled:
+        try:
+            publisher().publish(events, deadline=deadline_of(context))
+        except Exception:
+            logger.exception("events not published; the records are retried", extra={"events": len(events)})
+            metrics.add_metric(name="EventsNotPublished", unit=MetricUnit.Count, value=len(events))
+            if first_with_events is not None:
+                failed.add(first_with_events)
+        else:
+            metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=len(events))
+    order = [record["dynamodb"]["SequenceNumber"] for record in records]
+    return [{"itemIdentifier": sequence} for sequence in order if sequence in failed]
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    _found.clear()
+    try:
+        response = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+        response["batchItemFailures"] = publish_events(
+            event.get("Records") or [], response["batchItemFailures"], context
+        )
+    finally:
+        _found.clear()
+    return response
