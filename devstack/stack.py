@@ -24,6 +24,7 @@ from devstack.pollers import PollResult, SqsPoller, StreamPoller
 from devstack.template import (
     BUCKET,
     EVENT_BUS,
+    EVENT_RULE,
     FUNCTION,
     HTTP_API,
     LAYER,
@@ -47,6 +48,8 @@ LOCAL_ENV = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     # botocore otherwise sends Streams calls to <account>.streams-ddb..., an endpoint moto's mock does not know.
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    # Outbound webhooks may go to http://127.0.0.1 receivers (never allowed on AWS: https to public hosts only).
+    "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
 }
 
 # Caches of the domain package that hold clients or settings; cleared when the stack changes the environment.
@@ -67,7 +70,20 @@ _TRUST_POLICY = json.dumps(
 )
 
 # Creation order; within a type, resources another one refers to (a queue's DLQ) come first.
-_ORDER = (TABLE, QUEUE, BUCKET, TOPIC, SUBSCRIPTION, EVENT_BUS, LAYER, FUNCTION, STATE_MACHINE, HTTP_API, REST_API)
+_ORDER = (
+    TABLE,
+    QUEUE,
+    BUCKET,
+    TOPIC,
+    SUBSCRIPTION,
+    EVENT_BUS,
+    EVENT_RULE,
+    LAYER,
+    FUNCTION,
+    STATE_MACHINE,
+    HTTP_API,
+    REST_API,
+)
 
 
 class StackError(Exception):
@@ -173,6 +189,8 @@ class LocalStack:
                 self._create_subscription(logical_id)
             elif kind == EVENT_BUS:
                 self.client("events").create_event_bus(Name=self.template.name(logical_id))
+            elif kind == EVENT_RULE:
+                self._create_rule(logical_id)
             elif kind == FUNCTION:
                 self._create_function(self.template.function(logical_id), role)
             elif kind == STATE_MACHINE:
@@ -345,6 +363,28 @@ class LocalStack:
         self.client("sns").subscribe(
             TopicArn=props["TopicArn"], Protocol="sqs", Endpoint=props["Endpoint"], Attributes=attributes
         )
+
+    def _create_rule(self, logical_id: str) -> None:
+        """An EventBridge rule with an event pattern; moto delivers matching put_events to its SQS targets
+        (other targets, and schedule expressions, are left out locally)."""
+        props = self.template.properties(logical_id, "EventBusName", "EventPattern", "State", "Targets")
+        if not props.get("EventPattern"):
+            log.info("%s: only rules with an EventPattern are modelled locally", logical_id)
+            return
+        events, name = self.client("events"), self.template.name(logical_id)
+        bus = str(props.get("EventBusName") or "default").rsplit("/", 1)[-1]
+        pattern = props["EventPattern"]
+        events.put_rule(
+            Name=name,
+            EventBusName=bus,
+            EventPattern=pattern if isinstance(pattern, str) else json.dumps(pattern),
+            State=props.get("State", "ENABLED"),
+        )
+        targets = [t for t in props.get("Targets", []) if str(t.get("Arn", "")).split(":")[2:3] == ["sqs"]]
+        for skipped in [t for t in props.get("Targets", []) if t not in targets]:
+            log.info("%s: target %s is not an SQS queue; not delivered locally", logical_id, skipped.get("Id"))
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in targets])
 
     def _create_function(self, spec: FunctionSpec, role: str) -> None:
         self.functions[spec.logical_id] = LocalFunction(spec)

@@ -28,11 +28,13 @@ STATE_MACHINE = "AWS::Serverless::StateMachine"
 HTTP_API = "AWS::Serverless::HttpApi"
 REST_API = "AWS::Serverless::Api"
 EVENT_BUS = "AWS::Events::EventBus"
+EVENT_RULE = "AWS::Events::Rule"
 SUBSCRIPTION = "AWS::SNS::Subscription"
 
 # Types the local stack models; every other resource (roles, alarms, log groups, ...) is skipped.
 MODELLED_TYPES = frozenset(
-    {TABLE, QUEUE, BUCKET, TOPIC, FUNCTION, LAYER, STATE_MACHINE, HTTP_API, REST_API, EVENT_BUS, SUBSCRIPTION}
+    {TABLE, QUEUE, BUCKET, TOPIC, FUNCTION, LAYER, STATE_MACHINE, HTTP_API, REST_API, EVENT_BUS, EVENT_RULE}
+    | {SUBSCRIPTION}
 )
 
 # SAM creates these APIs when a function's HttpApi/Api event names no ApiId.
@@ -377,7 +379,7 @@ class Template:
             name = self._prop(logical_id, "Name") or generated
         elif kind == LAYER:
             name = self._prop(logical_id, "LayerName") or logical_id
-        elif kind == EVENT_BUS:
+        elif kind in (EVENT_BUS, EVENT_RULE):
             name = self._prop(logical_id, "Name") or generated
         else:  # APIs: a stable fake id, shaped like API Gateway's
             name = hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:10]
@@ -444,6 +446,7 @@ class Template:
             STATE_MACHINE: {"Arn": f"arn:{PARTITION}:states:{region}:{account}:stateMachine:{name}", "Name": name},
             HTTP_API: {"ApiEndpoint": f"https://{name}.execute-api.{region}.{URL_SUFFIX}"},
             EVENT_BUS: {"Arn": f"arn:{PARTITION}:events:{region}:{account}:event-bus/{name}", "Name": name},
+            EVENT_RULE: {"Arn": self._rule_arn(logical_id, name)} if kind == EVENT_RULE else {},
             REST_API: {"RootResourceId": hashlib.sha256(name.encode()).hexdigest()[:10]},
         }
         if attribute in known.get(kind, {}):
@@ -453,6 +456,12 @@ class Template:
                 raise TemplateError(f"{where}: {logical_id} has no StreamSpecification, so no StreamArn")
             raise TemplateError(f"{where}: {logical_id}.StreamArn is only known once the table has been created")
         raise TemplateError(f"{where}: Fn::GetAtt {logical_id}.{attribute} is not supported for {kind}")
+
+    def _rule_arn(self, logical_id: str, name: str) -> str:
+        bus = self._prop(logical_id, "EventBusName") or "default"
+        bus = str(bus).rsplit("/", 1)[-1]
+        path = f"rule/{name}" if bus == "default" else f"rule/{bus}/{name}"
+        return f"arn:{PARTITION}:events:{self.region}:{self.account_id}:{path}"
 
     # -- intrinsic functions -------------------------------------------------
 

@@ -59,8 +59,12 @@ BODIES = {
     },
     ("PUT", "/orgs/{org_id}/follow-up-rules"): {"enabled": False},
     ("PUT", "/orgs/{org_id}/connections/{connection_id}/follow-up-rules"): {"enabled": False},
+    ("PUT", "/orgs/{org_id}/connections/{connection_id}/inbound-rules"): {"on_new_contact": {"tags": ["mine"]}},
+    ("POST", "/orgs/{org_id}/webhook-endpoints"): {"url": "https://hooks.example.com/mine"},
+    ("PATCH", "/orgs/{org_id}/webhook-endpoints/{endpoint_id}"): {"description": "mine now"},
 }
 QUERIES = {
+    ("GET", "/orgs/{org_id}/connections/{connection_id}/auto-reply-check"): {"email": "victim@x.io"},
     ("GET", "/orgs/{org_id}/contacts/{contact_id}/eligibility"): {"channel": "email", "purpose": "marketing"},
     ("POST", "/orgs/{org_id}/imports/file"): {"file_name": "x.csv"},
 }
@@ -94,6 +98,10 @@ def victim(other_org):
         },
     ).json()
     other_org.client.post(f"/orgs/c/broadcasts/{broadcast['id']}/activate")
+    endpoint = other_org.client.post("/orgs/c/webhook-endpoints", json={"url": "https://hooks.example.com/b"}).json()
+    delivery = other_org.client.post(f"/orgs/c/webhook-endpoints/{endpoint['id']}/test").json()
+    # Disabled, so the test delivery stops at its first try instead of retrying an unreachable host.
+    other_org.client.patch(f"/orgs/c/webhook-endpoints/{endpoint['id']}", json={"enabled": False})
     ids = {
         "contact_id": contact["id"],
         "key_id": key["id"],
@@ -105,6 +113,8 @@ def victim(other_org):
         "connection_id": connection["id"],
         "broadcast_id": broadcast["id"],
         "follow_up_id": "idle-telegram",
+        "endpoint_id": endpoint["id"],
+        "delivery_id": delivery["delivery_id"],
     }
     return other_org, ids, source["id"]
 
@@ -148,6 +158,7 @@ def test_org_a_key_on_org_b_ids_is_404(org, victim, method, path):
     assert b.client.get("/orgs/c/follow-up-rules").json()["idle_seconds"] == 60
     theirs = b.client.get(f"/orgs/c/broadcasts/{ids['broadcast_id']}").json()
     assert (theirs["name"], theirs["status"], theirs["stats"]["total"]) == ("theirs", "ACTIVE", 0)
+    assert b.client.get(f"/orgs/c/webhook-endpoints/{ids['endpoint_id']}").json()["description"] == ""
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # compliance and exports are imported by their builders, when
     from audience.broadcasts.repository import BroadcastsRepository
     from audience.broadcasts.sender import Sender
     from audience.broadcasts.service import BroadcastService
+    from audience.channels.inbound_rules import InboundRulesService
     from audience.channels.service import ConnectionService
     from audience.compliance.consent import ConsentService
     from audience.compliance.dnc import DoNotContactService
@@ -38,6 +39,9 @@ if TYPE_CHECKING:  # compliance and exports are imported by their builders, when
     from audience.imports.service import ImportService
     from audience.inbound.processor import InboundProcessor
     from audience.inbound.repository import InboundRepository
+    from audience.outbound.delivery import Deliverer as WebhookDeliverer
+    from audience.outbound.delivery import Dispatcher as WebhookDispatcher
+    from audience.outbound.service import EndpointService as WebhookEndpointService
     from audience.policies.frequency import FrequencyCaps
     from audience.policies.service import SendPolicyService
 
@@ -200,6 +204,20 @@ def connection_service() -> ConnectionService:
 
 
 @cache
+def inbound_rules_service() -> InboundRulesService:
+    from audience.channels.inbound_rules import InboundRulesService
+    from audience.channels.repository import ConnectionsRepository
+
+    settings = get_settings()
+    return InboundRulesService(
+        ConnectionsRepository(settings.orgs_table),
+        SegmentsRepository(settings.contacts_table),
+        ContactsRepository(settings.contacts_table),
+        dnc_service(),
+    )
+
+
+@cache
 def inbound_repository() -> InboundRepository:
     from audience.inbound.repository import InboundRepository
 
@@ -212,8 +230,8 @@ def inbound_processor() -> InboundProcessor:
     from audience.channels.repository import ConnectionsRepository
     from audience.channels.secrets import SecretStore
     from audience.compliance.repository import ConsentRepository
+    from audience.events import EventPublisher
     from audience.inbound.processor import InboundProcessor
-    from audience.inbound.publish import EventPublisher
 
     def confirm_subscription(topic_arn: str, token: str) -> None:
         region = topic_arn.split(":")[3]
@@ -235,6 +253,8 @@ def inbound_processor() -> InboundProcessor:
         confirm_subscription=confirm_subscription,
         broadcasts=broadcasts_repository() if settings.broadcasts_table else None,
         followups=follow_up_service() if settings.follow_up_state_machine else None,
+        segments=segment_service(),
+        tags=tag_service(),
     )
 
 
@@ -412,6 +432,63 @@ def follow_up_service() -> FollowUpService:
     )
 
 
+def _webhook_dispatcher() -> WebhookDispatcher:
+    import json
+
+    from audience import aws
+    from audience.outbound.delivery import Dispatcher
+    from audience.outbound.repository import OutboundRepository
+
+    settings = get_settings()
+    queue_url = _required(settings.webhook_delivery_queue_url, "WEBHOOK_DELIVERY_QUEUE_URL")
+
+    def enqueue(body: dict[str, Any], delay_seconds: int) -> None:
+        aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body), DelaySeconds=delay_seconds)
+
+    return Dispatcher(OutboundRepository(_required(settings.broadcasts_table, "BROADCASTS_TABLE")), enqueue)
+
+
+@cache
+def webhook_endpoints() -> WebhookEndpointService:
+    """Outbound webhook endpoints and their deliveries (the API)."""
+    from audience.outbound.repository import OutboundRepository
+    from audience.outbound.secrets import EndpointSecrets
+    from audience.outbound.service import EndpointService
+
+    settings = get_settings()
+    return EndpointService(
+        OutboundRepository(_required(settings.broadcasts_table, "BROADCASTS_TABLE")),
+        EndpointSecrets(settings.stage),
+        _webhook_dispatcher(),
+        allow_private_urls=settings.webhook_allow_private_urls,
+    )
+
+
+@cache
+def webhook_dispatcher() -> WebhookDispatcher:
+    """Fan-out of domain events to webhook deliveries (WebhookFanOutFunction)."""
+    return _webhook_dispatcher()
+
+
+@cache
+def webhook_deliverer() -> WebhookDeliverer:
+    """Attempts of webhook deliveries (WebhookDeliveryFunction)."""
+    from audience.outbound.delivery import Deliverer
+    from audience.outbound.http import WebhookPoster
+    from audience.outbound.repository import OutboundRepository
+    from audience.outbound.secrets import EndpointSecrets
+
+    settings = get_settings()
+    poster = WebhookPoster(allow_private=settings.webhook_allow_private_urls)
+    return Deliverer(
+        OutboundRepository(_required(settings.broadcasts_table, "BROADCASTS_TABLE")),
+        EndpointSecrets(settings.stage),
+        webhook_dispatcher(),
+        poster.post,
+        retry_base=settings.webhook_retry_base_seconds,
+    )
+
+
 def reset() -> None:
     """Forget built services (tests and the local stack call this after changing the environment)."""
     from audience import aws
@@ -444,6 +521,9 @@ def reset() -> None:
     broadcast_planner.cache_clear()
     broadcast_service.cache_clear()
     sandbox_poster.cache_clear()
+    webhook_endpoints.cache_clear()
+    webhook_dispatcher.cache_clear()
+    webhook_deliverer.cache_clear()
     if "audience.webhooks.ack" in sys.modules:
         sys.modules["audience.webhooks.ack"].reset()
     if "audience.imports.wiring" in sys.modules:

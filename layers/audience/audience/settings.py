@@ -30,7 +30,7 @@ class Settings:
     # Imports (the API creates them, ImportFunction reads the files); empty where a function has none.
     imports_bucket: str = ""
     import_state_machine: str = ""
-    # Channels: where conversation events go, the Bot API's address (a local stand-in in tests), and the
+    # The bus domain events go to (audience.events); the Bot API's address (a local stand-in in tests), and the
     # public base URL of webhooks when a custom domain fronts the API (else the request's own host).
     event_bus_name: str = ""
     telegram_api_url: str = "https://api.telegram.org"
@@ -48,6 +48,11 @@ class Settings:
     sandbox_queue_url: str = ""
     # The state machine of follow-up timers (idle conversations, follow-ups requested for a time).
     follow_up_state_machine: str = ""
+    # Outbound webhooks: the queue of delivery attempts; plain http and private or loopback addresses (local
+    # development and tests only); the first retry wait, which scales the whole schedule (10 s in production).
+    webhook_delivery_queue_url: str = ""
+    webhook_allow_private_urls: bool = False
+    webhook_retry_base_seconds: float = 10.0
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -97,7 +102,21 @@ def get_settings() -> Settings:
         api_base_url=_url("API_BASE_URL", ""),
         sandbox_queue_url=os.environ.get("SANDBOX_QUEUE_URL", "").strip(),
         follow_up_state_machine=os.environ.get("FOLLOW_UP_STATE_MACHINE", "").strip(),
+        webhook_delivery_queue_url=os.environ.get("WEBHOOK_DELIVERY_QUEUE_URL", "").strip(),
+        webhook_allow_private_urls=os.environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "").strip().lower() == "true",
+        webhook_retry_base_seconds=_seconds("WEBHOOK_RETRY_BASE_SECONDS", 10.0),
     )
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ConfigurationError(f"{name} must be more than 0 and at most 3600, got {value}")
+    return value
 
 
 def _url(name: str, default: str) -> str:

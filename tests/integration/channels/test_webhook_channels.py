@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.bus import validate
 from tests.channels import (
     APP_SECRET,
     CUSTOM_SECRET,
@@ -636,14 +637,17 @@ def test_conversation_events_reach_the_bus(stack: Any, org: Any, hooks: Webhooks
         )
     contact = only_contact(org)
     ours = [e for e in received if e["source"] == "audience.inbound" and e["detail"]["org_id"] == org.org_id]
-    seen = sorted((e["detail-type"], e["detail"].get("message_id"), e["detail"]["channel"]) for e in ours)
+    seen = sorted((e["detail-type"], e["detail"]["data"]["message_id"], e["detail"]["data"]["channel"]) for e in ours)
     assert seen == [
-        ("conversation.inbound", "wamid.ev-1", "whatsapp"),
-        ("conversation.inbound", "wamid.ev-2", "whatsapp"),
-        ("conversation.opted_out", None, "whatsapp"),
+        ("conversation.opted_out", "wamid.ev-2", "whatsapp"),
+        ("message.inbound", "wamid.ev-1", "whatsapp"),
+        ("message.inbound", "wamid.ev-2", "whatsapp"),
     ]
-    assert {e["detail"]["contact_id"] for e in ours} == {contact["id"]}
-    assert len({e["detail"]["event_id"] for e in ours}) == 3
+    assert {e["detail"]["data"]["contact_id"] for e in ours} == {contact["id"]}
+    assert len({e["detail"]["id"] for e in ours}) == 3
+    for event in ours:  # the envelope of docs/events.md, valid under the committed schemas
+        assert event["detail-type"] == event["detail"]["type"]
+        validate(event["detail"])
 
 
 # -- deleting a connection -----------------------------------------------------------------------------

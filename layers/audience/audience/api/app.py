@@ -22,6 +22,7 @@ from audience.api.routers import (
     policies,
     segments,
     tags,
+    webhook_endpoints,
 )
 
 DESCRIPTION = """
@@ -132,6 +133,7 @@ def create_app(*, max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(policies.router)
     app.include_router(followups.contact_router)
     app.include_router(followups.rules_router)
+    app.include_router(webhook_endpoints.router)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
     def health() -> dict[str, str]:

@@ -11,6 +11,7 @@ is retried whole and redoes only what is missing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -18,8 +19,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from audience import clock, ids
+from audience.broadcasts.keys import is_marketing_row
 from audience.broadcasts.repository import BroadcastsRepository
+from audience.channels.inbound_rules import rules_of
 from audience.channels.models import PLATFORMS
 from audience.channels.repository import ConnectionsRepository
 from audience.channels.secrets import SecretStore
@@ -28,14 +33,16 @@ from audience.compliance.dnc import DoNotContactService
 from audience.compliance.eligibility import identifiers_for
 from audience.compliance.models import ConsentRecord
 from audience.compliance.repository import ConsentRepository
+from audience.contacts import quality
 from audience.contacts.models import MAX_CHANNELS, Activity, Contact, Identity
 from audience.contacts.repository import ContactsRepository
 from audience.contacts.service import ContactService
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
+from audience.events import EventPublisher
+from audience.events import make as make_event
 from audience.followups.service import FollowUpService
-from audience.inbound import keywords, parse
+from audience.inbound import keywords, names, parse
 from audience.inbound.events import Event, Message, Other, Preference, Sender, Status
-from audience.inbound.publish import EventPublisher
 from audience.inbound.repository import ContactGoneError, InboundRepository
 from audience.orgs.repository import OrgsRepository
 
@@ -83,6 +90,8 @@ class InboundProcessor:
         confirm_subscription: Any,
         broadcasts: BroadcastsRepository | None = None,
         followups: FollowUpService | None = None,
+        segments: Any = None,
+        tags: Any = None,
     ) -> None:
         self._inbound = inbound
         self._contacts = contacts
@@ -96,6 +105,8 @@ class InboundProcessor:
         self._confirm_subscription = confirm_subscription
         self._broadcasts = broadcasts
         self._followups = followups
+        self._segments = segments  # SegmentService: static segments a new contact joins (inbound rules)
+        self._tags = tags  # TagService: a rule's tag being deleted or renamed is not put on new contacts
 
     # -- records ------------------------------------------------------------------------------------------
 
@@ -250,7 +261,7 @@ class InboundProcessor:
     def _message(self, route: Route, message: Message, outcome: Outcome) -> None:
         sender = message.sender
         channel = sender.channel
-        contact = self.find_or_create(route.org_id, sender)
+        contact, created = self._find_or_create(route.org_id, sender, route.connection_id)
         entry = {
             "kind": message.kind,
             "text": message.text,
@@ -286,10 +297,14 @@ class InboundProcessor:
                 break
             except ContactGoneError:
                 # Deleted between find and write: the person wrote again, so they are a contact again.
-                contact = self.find_or_create(route.org_id, sender)
+                contact, created = self._find_or_create(route.org_id, sender, route.connection_id)
         else:
             raise ConcurrentUpdateError("the contact keeps disappearing while its message is recorded; retry")
         outcome.count("message_recorded" if recorded else "message_already_recorded")
+        # Counted once (with the log entry); a retried record applies only the fact's time again.
+        # An edit or a reaction shows the contact is there, but is not a reply.
+        counted = bool(recorded) and message.kind not in ("edit", "reaction")
+        self._signal(route.org_id, contact.id, quality.Signal(quality.INBOUND, channel, message.at, count=counted))
         self._inbound.touch_conversation(
             route.org_id, contact.id, channel, direction="inbound", at=message.at, message_id=message.provider_id
         )
@@ -298,18 +313,19 @@ class InboundProcessor:
             ended = self._followups.on_inbound(route.org_id, contact.id, message.at)
             if ended:
                 outcome.count("follow_ups_ended")
-        published: list[tuple[str, dict[str, Any]]] = [
-            (
-                "conversation.inbound",
-                {
-                    "event_id": message.dedupe_key,
-                    "org_id": route.org_id,
+        # Ids derive from the provider's dedupe key: a redelivered message publishes the same ids.
+        published = [
+            make_event(
+                "message.inbound",
+                key=(route.org_id, message.dedupe_key),
+                org_id=route.org_id,
+                occurred_at=message.at,
+                data={
                     "contact_id": contact.id,
                     "channel": channel,
                     "connection_id": route.connection_id,
                     "message_id": message.provider_id,
                     "kind": message.kind,
-                    "at": message.at,
                 },
             )
         ]
@@ -328,17 +344,23 @@ class InboundProcessor:
                     self.opt_in(route.org_id, contact.id, channel, message)
                 outcome.count(action)
                 published.append(
-                    (
+                    make_event(
                         f"conversation.{'opted_out' if action == 'opt_out' else 'opted_in'}",
-                        {
-                            "event_id": f"{message.dedupe_key}:{action}",
-                            "org_id": route.org_id,
+                        key=(route.org_id, message.dedupe_key, action),
+                        org_id=route.org_id,
+                        occurred_at=message.at,
+                        data={
                             "contact_id": contact.id,
                             "channel": None if every_channel else channel,
-                            "at": message.at,
+                            "connection_id": route.connection_id,
+                            "message_id": message.provider_id,
                         },
                     )
                 )
+        if recorded:
+            # After STOP / START (a capture never delays or loses them) and only from a message logged now: a
+            # retried or redelivered message never captures again (nor reverts a name set since).
+            self._capture_best_effort(route.org_id, contact, message, created=created, outcome=outcome)
         self._publisher.publish(published)
 
     def _link(self, route: Route, event: Event) -> Any:
@@ -386,6 +408,8 @@ class InboundProcessor:
                 gen=moved["provider_id"],
                 base=moved.get("sent_at") or status.at,
             )
+        if moved:
+            self._status_signal(route.org_id, status, moved, broadcast=link is not None)
         if status.status == "failed" and status.error_code == MARKETING_STOPPED and status.recipient is not None:
             contact = self._find(route.org_id, status.recipient)
             if contact is not None:
@@ -401,6 +425,31 @@ class InboundProcessor:
                 )
                 outcome.count("marketing_suppressed")
 
+    def _status_signal(self, org_id: str, status: Status, moved: Any, *, broadcast: bool) -> None:
+        """Delivered and read statuses of messages the stack sent count for their contact; a failure that
+        means "unreachable" also finds the contact of a message sent elsewhere, by its recipient."""
+        row = moved if isinstance(moved, dict) else {}
+        if broadcast and row.get("overrides"):
+            return  # sent to an address the call gave, not necessarily the contact's own
+        # A broadcast's row is as it was before the move; a message's item is after it (stamped per status).
+        skipped = row.get("status") not in ("DELIVERED", "READ") if broadcast else "delivered_at" not in row
+        signal = quality.signal_for_status(
+            status.channel,
+            status.status,
+            status.at,
+            status.error_code,
+            broadcast=broadcast and is_marketing_row(row),
+            skipped_delivery=skipped,
+        )
+        if signal is None:
+            return
+        contact_id = row.get("contact_id")
+        if not contact_id and signal.kind == quality.FAILED and status.recipient is not None:
+            contact = self._find(org_id, status.recipient)
+            contact_id = contact.id if contact is not None else None
+        if contact_id:  # a transactional send to an address that is no contact has none
+            self._signal(org_id, contact_id, signal)
+
     def _preference(self, route: Route, preference: Preference, outcome: Outcome) -> None:
         subject = preference.subject
         if preference.kind in ("bounce", "complaint"):
@@ -411,6 +460,10 @@ class InboundProcessor:
                 log.warning("a bounce or complaint for an address that is not an email", extra={"value": address})
                 return
             outcome.count(f"email_{preference.kind}")
+            owner = self._contacts_repository.owners(route.org_id, [Identity("email", address.lower())])
+            for contact_id in owner.values():
+                kind = quality.BOUNCE if preference.kind == "bounce" else quality.COMPLAINT
+                self._signal(route.org_id, contact_id, quality.Signal(kind, "email", preference.at))
             return
         contact = self._find(route.org_id, subject)
         if contact is None:
@@ -450,23 +503,33 @@ class InboundProcessor:
 
     def find_or_create(self, org_id: str, sender: Sender) -> Contact:
         """The contact this sender is: found by channel id, else phone, else email; created (subscribed,
-        with the channel) when none. A found contact gains the channel, and the profile name if it has
-        no name."""
+        with the channel and the profile name) when none. A found contact gains the channel."""
+        return self._find_or_create(org_id, sender, None)[0]
+
+    def _find_or_create(self, org_id: str, sender: Sender, connection_id: str | None) -> tuple[Contact, bool]:
+        """find_or_create, and whether the contact was created. A contact created for a connection gets
+        the tags and static segments of the connection's `on_new_contact` rules."""
         channel_entry = {"channel": sender.channel, "user_id": sender.user_id}
         if sender.channel == "email":
             channel_entry["user_id"] = sender.user_id.lower()
+        rules: dict[str, list[str]] | None = None
         for _ in range(_ATTEMPTS):
             contact = self._find(org_id, sender)
             if contact is None:
+                if rules is None:
+                    rules = self._new_contact_rules(org_id, connection_id)
                 data: dict[str, Any] = {"channels": [channel_entry]}
                 if sender.phone:
                     data["phone"] = sender.phone
                 if sender.email:
                     data["email"] = sender.email
-                if sender.name:
-                    data["full_name"] = sender.name[:200]
+                profile = names.clean_name(sender.name)
+                if profile:
+                    data["full_name"] = profile
+                if rules["tags"]:
+                    data["tags"] = list(rules["tags"])  # in the contact's own write: never created without them
                 try:
-                    return self._contacts.create(org_id, data).contact  # type: ignore[return-value]
+                    created = self._contacts.create(org_id, data).contact
                 except ConflictError:
                     continue  # created meanwhile by another event of the same person: find it
                 except ValidationError:
@@ -474,25 +537,142 @@ class InboundProcessor:
                         raise
                     data.pop("phone")  # a number the phone library rejects is still a channel id
                     try:
-                        return self._contacts.create(org_id, data).contact  # type: ignore[return-value]
+                        created = self._contacts.create(org_id, data).contact
                     except ConflictError:
                         continue
+                assert created is not None
+                self._join_segments(org_id, created, rules["segments"])
+                return created, True
 
             def changes(current: Contact) -> dict[str, Any]:
                 found: dict[str, Any] = {}
                 if channel_entry not in current.channels and len(current.channels) < MAX_CHANNELS:
                     found["channels"] = [*current.channels, channel_entry]
-                if sender.name and current.display_name() is None:
-                    found["full_name"] = sender.name[:200]
                 return found
 
             try:
-                return self._contacts.update(org_id, contact.id, changes, source=END_USER_SOURCE)
+                return self._contacts.update(org_id, contact.id, changes, source=END_USER_SOURCE), False
             except NotFoundError:
                 continue
             except ConflictError:
-                return contact  # the channel id belongs to another contact: keep the one found
+                return contact, False  # the channel id belongs to another contact: keep the one found
         raise ConcurrentUpdateError("the sender's contact keeps changing; retry")
+
+    def _new_contact_rules(self, org_id: str, connection_id: str | None) -> dict[str, list[str]]:
+        """The connection's `on_new_contact` rules (none for a connection that is gone). Its tags go
+        through the tag registry: one being deleted or renamed is left out (as the API refuses it)."""
+        connection = self._connections.find(connection_id) if connection_id else None
+        if connection is None:
+            return {"tags": [], "segments": []}
+        rules: dict[str, list[str]] = rules_of(connection)["on_new_contact"]
+        if rules["tags"] and self._tags is not None:
+            rules["tags"] = self._tags.taking_contacts(org_id, rules["tags"])
+        return rules
+
+    def _join_segments(self, org_id: str, contact: Contact, segment_ids: list[str]) -> None:
+        """Add a new contact to the static segments of its connection's rules. Best effort, never a reason
+        to fail the record: a write that lost a race (a TransactionConflict on the segment's counter, common
+        when many new contacts arrive at once, reads as a stale contact) is tried again; a segment deleted,
+        or made something else, since the rules were saved is skipped; what still fails is logged.
+
+        Known gap: the joins follow the contact's creation. A function stopped between the two (a timeout,
+        a crash) leaves the contact without them: the retried record finds the contact (no longer new) and
+        joins nothing."""
+        if not segment_ids or self._segments is None:
+            return
+        for segment_id in segment_ids:
+            for _ in range(_ATTEMPTS):
+                try:
+                    segments = self._segments.check_static(org_id, [segment_id])
+                except (NotFoundError, ValidationError):
+                    log.warning("an inbound rule names a segment that is gone", extra={"segment_id": segment_id})
+                    break
+                try:
+                    self._segments.assign(org_id, segments, contact)
+                    break
+                except (NotFoundError, ClientError, BotoCoreError, ConcurrentUpdateError):
+                    # A stale contact (a conflict) or a segment deleted meanwhile: check it and try again.
+                    continue
+            else:
+                log.warning(
+                    "a new contact was not added to its connection's segment",
+                    extra={"segment_id": segment_id, "contact_id": contact.id},
+                )
+
+    # -- names --------------------------------------------------------------------------------------------
+
+    def _capture_best_effort(
+        self, org_id: str, contact: Contact, message: Message, *, created: bool, outcome: Outcome
+    ) -> None:
+        """_capture_names, never a reason to apply the message again: a name that cannot be written is logged."""
+        try:
+            self._capture_names(org_id, contact, message, created=created, outcome=outcome)
+        except (ClientError, BotoCoreError, ConcurrentUpdateError, NotFoundError, ValidationError):
+            outcome.count("name_not_captured")
+            log.warning("a name was not captured", exc_info=True, extra={"contact_id": contact.id})
+
+    def _capture_names(
+        self, org_id: str, contact: Contact, message: Message, *, created: bool, outcome: Outcome
+    ) -> None:
+        """A name the message shares becomes the contact's name (over any name it had); else the platform
+        profile's name, when the contact has none. Each capture is one `name_captured` activity entry
+        whose id derives from the message's dedupe key. Called only for a message logged by this delivery
+        (a retried one captures nothing, so it never reverts a name set since)."""
+        profile = names.clean_name(message.sender.name) or ""
+        if created and profile and contact.full_name:
+            # A new contact is created with its profile name (capture on or off): only its entry is missing.
+            entry = self._name_entry(contact.full_name, None, "profile", message)
+            self._contacts_repository.put_items([self._contacts_repository.activity_item(contact, entry)])
+        text = message.text if message.kind == "text" else None
+        if not text and (created or not profile or contact.display_name()):
+            return  # nothing to capture: no settings to read
+        chosen = names.org_patterns(self._orgs.get_inbound_settings(org_id).get("name_capture"))
+        if chosen is None:
+            return  # the org turned name capture off
+        found = names.extract(text, chosen)
+        captured = found.name if found is not None else None
+        if captured is not None:
+            if self._capture_name(org_id, contact.id, captured, "message", message):
+                outcome.count("name_captured")
+            return
+        if profile and not created and self._capture_name(org_id, contact.id, profile, "profile", message):
+            outcome.count("name_from_profile")
+
+    def _capture_name(self, org_id: str, contact_id: str, name: str, source: str, message: Message) -> bool:
+        """Set the contact's name (`full_name`); a profile name only fills an empty one. The name it had
+        before its first replaced name is kept as `original_name`, once. False when nothing changed."""
+        for _ in range(_ATTEMPTS):
+            try:
+                current = self._contacts_repository.get(org_id, contact_id)
+            except NotFoundError:
+                return False
+            before = current.display_name()
+            if (source == "profile" and before) or names.same_name(before, name):
+                return False
+            if names.part_of(name, before):
+                return False  # "I'm Sari" never cuts "Sari Wijaya" to "Sari"
+            updated = dataclasses.replace(
+                current, full_name=name, version=current.version + 1, updated_at=clock.now_iso()
+            )
+            if before and current.original_name is None:
+                updated.original_name = before
+            try:
+                self._contacts_repository.save(
+                    updated, current, activity=[self._name_entry(name, before, source, message)]
+                )
+            except ConcurrentUpdateError:
+                continue
+            return True
+        raise ConcurrentUpdateError("the contact keeps changing while its name is captured; retry")
+
+    @staticmethod
+    def _name_entry(name: str, previous: str | None, source: str, message: Message) -> Activity:
+        return Activity(
+            "name_captured",
+            message.at,
+            {"name": name, "previous": previous, "source": source, "message_id": message.provider_id},
+            id=ids.derived(f"{message.dedupe_key}:name:{source}"),
+        )
 
     def _find(self, org_id: str, who: Sender) -> Contact | None:
         identities = [Identity(who.channel, who.user_id.lower() if who.channel == "email" else who.user_id)]
@@ -536,12 +716,16 @@ class InboundProcessor:
         subscribed again (a blocked one stays blocked)."""
         contact = self._contacts_repository.get(org_id, contact_id)
         identifiers = identifiers_for(contact, channel)
+        every_channel = False
         for entry in self._dnc.matching(org_id, identifiers, channel=channel, sender=None):
             if entry.source == "user_message":
                 with contextlib.suppress(NotFoundError):  # removed meanwhile
                     self._dnc.remove(org_id, entry.id)
+                every_channel = every_channel or entry.channel is None
         proof = f"{channel} message {message.provider_id}: {(message.text or '')[:100]!r}"
         self._record_consent(org_id, contact_id, channel, True, END_USER_SOURCE, message.dedupe_key, proof, message.at)
+        if every_channel:  # it lifted a STOPALL: every channel is open again, as the do-not-contact list says
+            self._signal(org_id, contact_id, quality.Signal(quality.START, quality.ALL_CHANNELS, message.at))
         if contact.status == "UNSUBSCRIBED":
             self._contacts.update(org_id, contact_id, {"status": "SUBSCRIBED"}, source=END_USER_SOURCE)
 
@@ -569,6 +753,20 @@ class InboundProcessor:
         # The same record (its id derives from the event) may be there already: a retried event.
         with contextlib.suppress(ConcurrentUpdateError):
             self._consent.append(org_id, record)
+        scope = quality.ALL_CHANNELS if channel == "all" else channel
+        self._signal(org_id, contact_id, quality.Signal(quality.START if opted_in else quality.STOP, scope, at))
+
+    def _signal(self, org_id: str, contact_id: str, signal: quality.Signal) -> None:
+        """Record a reachability / engagement fact on the contact (scores and metrics read these). Best
+        effort: a fact that cannot be written is logged, never a reason to apply the event again."""
+        try:
+            self._contacts_repository.record_signal(org_id, contact_id, signal)
+        except (ClientError, BotoCoreError, ConcurrentUpdateError):
+            log.warning(
+                "a contact fact was not recorded",
+                exc_info=True,
+                extra={"contact_id": contact_id, "kind": signal.kind, "channel": signal.channel},
+            )
 
 
 def _first_route(document: dict[str, Any]) -> Route | None:

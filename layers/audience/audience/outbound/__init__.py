@@ -1,0 +1,1 @@
+"""Outbound webhooks: per-org endpoints that receive the stack's domain events, signed, at least once."""
