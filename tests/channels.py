@@ -105,6 +105,28 @@ class Webhooks:
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
+def whatsapp_promo(tenant: Any, name: str, connection_id: str, phones: list[str]) -> dict[str, Any]:
+    """Contacts with these phones (first names S0, S1...) and a draft marketing broadcast to everyone of a
+    WhatsApp template greeting each by first name, through `connection_id`."""
+    for n, phone in enumerate(phones):
+        assert tenant.client.post("/orgs/c/contacts", json={"first_name": f"S{n}", "phone": phone}).status_code == 201
+    body = {
+        "type": "marketing",
+        "name": name,
+        "audience_all": True,
+        "channels": [
+            {
+                "channel": "whatsapp",
+                "connection_id": connection_id,
+                "whatsapp": {"name": "promo", "language": "en_US", "body": [{"kind": "contact_first_name"}]},
+            }
+        ],
+    }
+    answer = tenant.client.post("/orgs/c/broadcasts", json=body)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
 def connect(
     tenant: Any, platform: str, settings: dict[str, Any], secrets: dict[str, str] | None = None
 ) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.channels import CUSTOM_SECRET, connect
+from tests.channels import CUSTOM_SECRET, connect, whatsapp_promo
 from tests.integration.broadcasts.conftest import drain_with_sandbox
 
 pytestmark = pytest.mark.usefixtures("live_api")
@@ -18,21 +18,7 @@ def test_a_broadcast_through_the_sandbox_gets_realistic_statuses(stack: Any, org
 
     connection = connect(org, "sandbox", {"channel": "whatsapp"}, {"signing_secret": CUSTOM_SECRET})
     phones = [f"+628120000{n:04d}" for n in range(40)]
-    for n, phone in enumerate(phones):
-        assert org.client.post("/orgs/c/contacts", json={"first_name": f"S{n}", "phone": phone}).status_code == 201
-    body = {
-        "type": "marketing",
-        "name": "Sandboxed",
-        "audience_all": True,
-        "channels": [
-            {
-                "channel": "whatsapp",
-                "connection_id": connection["id"],
-                "whatsapp": {"name": "promo", "language": "en_US", "body": [{"kind": "contact_first_name"}]},
-            }
-        ],
-    }
-    broadcast = org.client.post("/orgs/c/broadcasts", json=body).json()
+    broadcast = whatsapp_promo(org, "Sandboxed", connection["id"], phones)
     assert org.client.post(f"/orgs/c/broadcasts/{broadcast['id']}/schedule", json={}).status_code == 200
     drain_with_sandbox(stack)
 
