@@ -329,6 +329,7 @@ class InboundProcessor:
                 },
             )
         ]
+        settings: dict[str, Any] | None = None  # the org's inbound settings, read once for keywords and names
         if message.kind == "text":
             settings = self._orgs.get_inbound_settings(route.org_id)
             meaning = keywords.classify(
@@ -360,7 +361,9 @@ class InboundProcessor:
         if recorded:
             # After STOP / START (a capture never delays or loses them) and only from a message logged now: a
             # retried or redelivered message never captures again (nor reverts a name set since).
-            self._capture_best_effort(route.org_id, contact, message, created=created, outcome=outcome)
+            self._capture_best_effort(
+                route.org_id, contact, message, created=created, outcome=outcome, settings=settings
+            )
         self._publisher.publish(published)
 
     def _link(self, route: Route, event: Event) -> Any:
@@ -602,17 +605,31 @@ class InboundProcessor:
     # -- names --------------------------------------------------------------------------------------------
 
     def _capture_best_effort(
-        self, org_id: str, contact: Contact, message: Message, *, created: bool, outcome: Outcome
+        self,
+        org_id: str,
+        contact: Contact,
+        message: Message,
+        *,
+        created: bool,
+        outcome: Outcome,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         """_capture_names, never a reason to apply the message again: a name that cannot be written is logged."""
         try:
-            self._capture_names(org_id, contact, message, created=created, outcome=outcome)
+            self._capture_names(org_id, contact, message, created=created, outcome=outcome, settings=settings)
         except (ClientError, BotoCoreError, ConcurrentUpdateError, NotFoundError, ValidationError):
             outcome.count("name_not_captured")
             log.warning("a name was not captured", exc_info=True, extra={"contact_id": contact.id})
 
     def _capture_names(
-        self, org_id: str, contact: Contact, message: Message, *, created: bool, outcome: Outcome
+        self,
+        org_id: str,
+        contact: Contact,
+        message: Message,
+        *,
+        created: bool,
+        outcome: Outcome,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         """A name the message shares becomes the contact's name (over any name it had); else the platform
         profile's name, when the contact has none. Each capture is one `name_captured` activity entry
@@ -626,7 +643,9 @@ class InboundProcessor:
         text = message.text if message.kind == "text" else None
         if not text and (created or not profile or contact.display_name()):
             return  # nothing to capture: no settings to read
-        chosen = names.org_patterns(self._orgs.get_inbound_settings(org_id).get("name_capture"))
+        if settings is None:  # not read yet for this message (only text messages read them for keywords)
+            settings = self._orgs.get_inbound_settings(org_id)
+        chosen = names.org_patterns(settings.get("name_capture"))
         if chosen is None:
             return  # the org turned name capture off
         found = names.extract(text, chosen)
