@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.faults import Faults
 from devstack.template import FunctionSpec
 
 log = logging.getLogger("devstack")
@@ -64,6 +65,7 @@ class LocalFunction:
         self.spec = spec
         self._handler: Any = None
         self._lock = threading.Lock()
+        self.faults: Faults | None = None  # set by LocalStack.inject_faults
 
     @property
     def name(self) -> str:
@@ -131,7 +133,12 @@ class LocalFunction:
         context = self.context()
         payload = json.loads(json.dumps(event))
         log.debug("invoke %s request %s", self.spec.logical_id, context.aws_request_id)
+        faults = self.faults
+        if faults is not None:
+            faults.before(self.spec.logical_id, payload)
         result = handler(payload, context)
+        if faults is not None:
+            faults.after(self.spec.logical_id, payload)
         try:
             return json.loads(json.dumps(result))
         except (TypeError, ValueError) as error:

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.faults import SQS_DUPLICATE, SQS_LATE
 from devstack.functions import LocalFunction
 from devstack.template import SqsEventSource, StreamEventSource
 
@@ -74,6 +75,12 @@ class SqsPoller:
     def poll(self) -> PollResult:
         """Run at most one batch through the function."""
         messages = self._receive()
+        faults = self.function.faults
+        if faults is not None and messages:
+            # Late: put back unprocessed for a few seconds (still in flight, so drain() waits for it).
+            late = [m for m in messages if faults.decide(SQS_LATE, self.source.function_id, [f"sqs:{m['MessageId']}"])]
+            self._release(late, faults.plan.late_seconds)
+            messages = [m for m in messages if m not in late]
         if not messages:
             return PollResult()
         records = [self._record(message) for message in messages]
@@ -92,9 +99,16 @@ class SqsPoller:
         if failed is None:
             failed = set(ids)
         by_id = {message["MessageId"]: message for message in messages}
-        self._delete([by_id[i] for i in ids if i not in failed])
+        done = [i for i in ids if i not in failed]
+        any_failed = bool(failed)
+        if faults is not None:
+            # Delivered twice: a message the function succeeded on is left undeleted and visible again.
+            again = {i for i in done if faults.decide(SQS_DUPLICATE, self.source.function_id, [f"sqs:{i}"])}
+            failed = failed | again
+            done = [i for i in done if i not in again]
+        self._delete([by_id[i] for i in done])
         self._release([by_id[i] for i in ids if i in failed])
-        return PollResult(records=len(records), failed=bool(failed))
+        return PollResult(records=len(records), failed=any_failed)
 
     def pending(self) -> str | None:
         """Why the queue is not idle yet (messages visible, delayed or in flight), or None."""
@@ -162,13 +176,13 @@ class SqsPoller:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
 
-    def _release(self, messages: list[dict[str, Any]]) -> None:
+    def _release(self, messages: list[dict[str, Any]], after: int = 0) -> None:
         for start in range(0, len(messages), 10):
             chunk = messages[start : start + 10]
             self._sqs.change_message_visibility_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": after}
                     for i, m in enumerate(chunk)
                 ],
             )

@@ -18,6 +18,7 @@ import boto3
 from botocore.config import Config
 
 from devstack.emulator import MOTO_CONFIG, release_dynamodb, serialize_dynamodb
+from devstack.faults import FaultPlan, Faults
 from devstack.functions import LocalFunction, register, unregister
 from devstack.httpapi import HttpApi
 from devstack.pollers import PollResult, SqsPoller, StreamPoller
@@ -468,6 +469,18 @@ class LocalStack:
     def invoke(self, function: str, event: Any) -> Any:
         """Invoke a function in-process with a Lambda context; its exceptions propagate."""
         return self.function(function).invoke(event)
+
+    def inject_faults(self, plan: FaultPlan | None) -> Faults | None:
+        """Inject the plan's faults into every way a function runs (pollers, Step Functions tasks, the HTTP
+        API, `invoke`) from now on, replacing any earlier plan; None stops injecting. Returns the ledger
+        of what gets injected (see devstack/faults.py)."""
+        for function in self.functions.values():
+            if function.faults is not None:
+                function.faults.active = False
+        faults = Faults(plan) if plan is not None else None
+        for function in self.functions.values():
+            function.faults = faults
+        return faults
 
     # -- event sources ---------------------------------------------------------
 
