@@ -385,6 +385,7 @@ def test_whatsapp_unreachable_api_is_a_retryable_network_failure() -> None:
     assert isinstance(result, Failed)
     assert (result.kind, result.code) == ("retryable", "network")
     assert "ConnectError" in result.title
+    assert not result.maybe_sent  # refused before the request went out: nothing can have been sent
 
 
 def test_whatsapp_timeout_is_a_retryable_network_failure(stub: PlatformStub) -> None:
@@ -395,6 +396,7 @@ def test_whatsapp_timeout_is_a_retryable_network_failure(stub: PlatformStub) -> 
     assert isinstance(result, Failed)
     assert (result.kind, result.code) == ("retryable", "network")
     assert "Timeout" in result.title
+    assert result.maybe_sent  # the platform had the request and may have taken the message
 
 
 @pytest.mark.parametrize(

@@ -485,6 +485,11 @@ class BroadcastsRepository:
         )
         return deserialize(response["Item"]) if "Item" in response else None
 
+    def mark_possible_duplicate(self, item: dict[str, Any]) -> bool:
+        """Mark a claimed row as a possible duplicate: a provider call of it got no answer (the message may
+        have left), so whatever is sent for it next may be a second copy. False if the row was lost."""
+        return self._update_held(item, "SET possible_duplicate = :true", {":true": True})
+
     def release(self, item: dict[str, Any]) -> None:
         """SENDING → PENDING for a row whose send the provider refused for now (nothing left): the batch
         is retried later without counting a duplicate."""

@@ -15,7 +15,8 @@ For each recipient, in order:
 6. the row moves PENDING → SENDING by a conditional write, the provider is called, and the row moves to
    SENT (with the provider's message id) or FAILED (with its code). A row found SENDING was claimed by an
    attempt that stopped before recording its result: its message may have left, so it is sent again and
-   counted as a possible duplicate (the provider's idempotency key is passed where the platform takes one).
+   counted as a possible duplicate (the provider's idempotency key is passed where the platform takes one);
+   so is a row whose provider call lost its answer (the connection broke after the request went out).
 
 Rate-limited answers slow the sender down and are retried; transient faults are retried a few times, then
 the row goes back to PENDING and the batch is retried later by SQS. Once every row has an outcome the batch
@@ -605,6 +606,10 @@ class Sender:
             result = provider.send(outbound)
             if isinstance(result, Sent):
                 return result
+            # A request whose answer was lost may have reached the platform: a copy sent again is counted.
+            lost = result.maybe_sent and not claimed.get("possible_duplicate")
+            if lost and self._repo.mark_possible_duplicate(claimed):
+                claimed["possible_duplicate"] = True
             if result.kind == "rate_limited":
                 wait = min(result.retry_after or 1.0, MAX_RATE_WAIT)
                 self._pacer.slow_down(connection_id, wait)

@@ -110,6 +110,8 @@ class Failed:
     code: str
     title: str
     retry_after: float | None = None
+    # The request may have reached the platform (its answer was lost): sending again may make a second copy.
+    maybe_sent: bool = False
 
 
 Result = Sent | Failed
@@ -143,10 +145,17 @@ def title(text: str) -> str:
     return text if len(text) <= TITLE_LIMIT else text[: TITLE_LIMIT - 1] + "…"
 
 
+# Client errors raised before a request went out (httpx for the HTTP platforms, botocore for SES and SMS):
+# nothing can have been sent. Any other network error may have come after the platform took the request.
+UNSENT_ERRORS = frozenset({"ConnectError", "ConnectTimeout", "EndpointConnectionError", "ConnectTimeoutError"})
+
+
 def network_failure(error: BaseException) -> Failed:
     """The platform could not be reached, or did not answer in time."""
     name = type(error).__name__
-    return Failed("retryable", "network", title(f"{name}: {error}" if str(error) else name))
+    return Failed(
+        "retryable", "network", title(f"{name}: {error}" if str(error) else name), maybe_sent=name not in UNSENT_ERRORS
+    )
 
 
 def retry_after_header(value: str | None, *, now: float | None = None) -> float | None:
