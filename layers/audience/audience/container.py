@@ -382,6 +382,7 @@ def broadcast_planner() -> Planner:
 
 @cache
 def broadcast_service() -> BroadcastService:
+    from audience.broadcasts.destinations import DestinationLimits
     from audience.broadcasts.service import BroadcastService
 
     settings = get_settings()
@@ -399,6 +400,8 @@ def broadcast_service() -> BroadcastService:
         send_now=lambda message: broadcast_sender().process(message, deadline=time.time() + 20),
         send_test=lambda *args: broadcast_sender().test(*args),
         record_consent=consent_service().record,
+        # Per-destination schedules live in the broadcasts table beside the broadcast's own rate window.
+        destination_limits=DestinationLimits(_required(settings.broadcasts_table, "BROADCASTS_TABLE")),
     )
 
 

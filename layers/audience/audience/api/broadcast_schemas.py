@@ -17,6 +17,15 @@ class RateLimit(BaseModel):
     period_seconds: int = Field(default=60, ge=1, le=86_400)
 
 
+class DestinationRateLimit(BaseModel):
+    """At most `limit` sends of the broadcast to one address (phone, email, chat) in any `period_seconds`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=5, ge=1, le=10_000)
+    period_seconds: int = Field(default=600, ge=1, le=86_400)
+
+
 class QuietHours(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +55,11 @@ class BroadcastFields(BaseModel):
     segment_ids: list[str] | None = Field(default=None, max_length=20, description="Marketing: the audience's segments")
     audience_all: bool | None = Field(default=None, description="Marketing: send to every contact")
     rate_limit: RateLimit | None = Field(default=None, description="Transactional: sends allowed per period")
+    destination_rate_limit: DestinationRateLimit | None = Field(
+        default=None,
+        description="Transactional: sends allowed to one destination address per period (default 5 per 600 s); "
+        "over it a send is refused with 429 and Retry-After",
+    )
     quiet_hours: QuietHours | None = Field(
         default=None,
         description="Marketing: hold each recipient's message while it is quiet hours in the recipient's time zone "
@@ -135,6 +149,7 @@ class BroadcastOut(BaseModel):
     segment_ids: list[str] | None = None
     audience_all: bool | None = None
     rate_limit: RateLimit | None = None
+    destination_rate_limit: DestinationRateLimit | None = None
     quiet_hours: QuietHours | None = None
     property_values: dict[str, Any] | None = None
     scheduled_at: str | None = None

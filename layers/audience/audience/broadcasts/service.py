@@ -19,6 +19,7 @@ from typing import Any
 from audience import aws, clock, ids
 from audience.broadcasts import keys, models
 from audience.broadcasts.delivery import Delivery, address
+from audience.broadcasts.destinations import DestinationLimit, DestinationLimits, destination
 from audience.broadcasts.planner import release_segments
 from audience.broadcasts.quiet import parse_quiet_hours
 from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
@@ -60,8 +61,10 @@ class BroadcastService:
         send_now: Callable[[dict[str, Any]], list[dict[str, Any]]],
         send_test: Callable[..., dict[str, Any]] | None = None,
         record_consent: Callable[..., Any] | None = None,
+        destination_limits: DestinationLimits,
     ) -> None:
         self._repo = repo
+        self._destinations = destination_limits
         self._contacts = contacts
         self._contacts_repository = contacts_repository
         self._segments = segments
@@ -136,7 +139,17 @@ class BroadcastService:
         release_segments(self._segments, org_id, broadcast_id, summary)
 
     def _validated(self, org_id: str, summary: dict[str, Any], data: dict[str, Any]) -> tuple[dict, dict]:
-        allowed = {"type", "name", "channels", "properties", "segment_ids", "audience_all", "rate_limit", "quiet_hours"}
+        allowed = {
+            "type",
+            "name",
+            "channels",
+            "properties",
+            "segment_ids",
+            "audience_all",
+            "rate_limit",
+            "destination_rate_limit",
+            "quiet_hours",
+        }
         for key in data:
             if key not in allowed:
                 raise ValidationError.for_field(
@@ -178,6 +191,10 @@ class BroadcastService:
         if kind == "marketing":
             if "rate_limit" in data and data["rate_limit"] is not None:
                 raise ValidationError.for_field("rate_limit", None, "applies to transactional broadcasts only")
+            if data.get("destination_rate_limit") is not None:
+                raise ValidationError.for_field(
+                    "destination_rate_limit", None, "applies to transactional broadcasts only"
+                )
             segment_ids = data.get("segment_ids") or []
             if not isinstance(segment_ids, list) or len(segment_ids) > MAX_SEGMENTS:
                 raise ValidationError.for_field(
@@ -199,12 +216,14 @@ class BroadcastService:
             fresh["segment_ids"] = segment_ids
             fresh["audience_all"] = audience_all
             fresh.pop("rate_limit", None)
+            fresh.pop("destination_rate_limit", None)
         else:
             if data.get("segment_ids") or data.get("audience_all"):
                 raise ValidationError.for_field(
                     "segment_ids", None, "a transactional broadcast has no audience: it is sent one recipient per call"
                 )
             fresh["rate_limit"] = _rate_limit(data.get("rate_limit"))
+            fresh["destination_rate_limit"] = DestinationLimit.parse(data.get("destination_rate_limit")).as_dict()
             fresh.pop("segment_ids", None)
             fresh.pop("audience_all", None)
         content = {"channels": data.get("channels"), "properties": data.get("properties", [])}
@@ -396,7 +415,20 @@ class BroadcastService:
                 contact_id=contact.id,
                 reason="no_address",
             )
-        self._take_rate(org_id, summary)
+        # One send counts once against each address it goes to (and, refused, against none). A phone given
+        # in the call is read in the org's country, so no way of writing a number counts apart.
+        country = self._contacts.org_context(org_id)[1] if overrides.get("phone") else None
+        taken = self._destinations.take(
+            org_id,
+            broadcast_id,
+            [destination(row["channel"], row["to"], country) for row in rows],
+            DestinationLimit.parse(summary.get("destination_rate_limit")),
+        )
+        try:
+            self._take_rate(org_id, summary)
+        except RateLimitedError:
+            self._destinations.release(taken)
+            raise
         self._repo.put_recipients(rows)
         deltas: dict[str, int] = {"total": len(rows), "pending": len(rows)}
         for row in rows:
@@ -645,6 +677,7 @@ def _editable(summary: dict[str, Any], content: dict[str, Any]) -> dict[str, Any
         data["quiet_hours"] = content.get("quiet_hours")
     else:
         data["rate_limit"] = summary.get("rate_limit")
+        data["destination_rate_limit"] = summary.get("destination_rate_limit")
     return data
 
 
@@ -689,6 +722,8 @@ def stats(counters: dict[str, int], run: str | None = None) -> dict[str, Any]:
 
 def _view(summary: dict[str, Any], content: dict[str, Any] | None, counters: dict[str, int] | None) -> dict[str, Any]:
     view = {k: v for k, v in summary.items() if k not in ("org_id",)}
+    if summary.get("type") == "transactional" and view.get("destination_rate_limit") is None:
+        view["destination_rate_limit"] = DestinationLimit().as_dict()  # written before the limit existed
     if content is not None:
         view["channels"] = content.get("channels")
         view["properties"] = content.get("properties", [])
