@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 NAME ?= acme
 
-.PHONY: dev test lint build validate org bench openapi clean
+.PHONY: dev test corpus lint build validate org bench openapi clean
 
 $(BIN)/.installed: requirements-dev.txt layers/audience/requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (3.13 preferred)"; exit 1; }
@@ -32,6 +32,10 @@ dev: $(BIN)/.installed
 ## test: run the whole suite (unit, local-stack integration, contract)
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+## corpus: only the bad-input corpora (forged webhooks, hostile import files); `make test` runs them too
+corpus: $(BIN)/.installed
+	$(BIN)/python -m pytest -m corpus
 
 ## lint: ruff, cfn-lint and `sam validate --lint`; runs them all, fails if any failed
 lint: $(BIN)/.installed $(SAM_VENV)/.installed

@@ -649,6 +649,7 @@ def _still_works(stack: Any, org: Any) -> None:
     assert [c["email"] for c in _contacts(org)] == ["after@example.com"]
 
 
+@pytest.mark.corpus
 def test_files_refused_at_upload_create_no_import(stack, org):
     empty = org.client.post("/orgs/c/imports/file", params={"file_name": "empty.csv"}, content=b"")
     assert empty.status_code == 422, empty.text
@@ -676,6 +677,7 @@ def test_files_refused_at_upload_create_no_import(stack, org):
     _still_works(stack, org)
 
 
+@pytest.mark.corpus
 def test_unreadable_files_fail_their_analysis_with_a_clear_error(stack, org, tmp_path):
     header_only = _failed(stack, org, b"name,email,phone\r\n", "header.csv")
     assert "header" in header_only["error"]
@@ -706,6 +708,7 @@ def test_unreadable_files_fail_their_analysis_with_a_clear_error(stack, org, tmp
     _still_works(stack, org)
 
 
+@pytest.mark.corpus
 def test_a_zip_bomb_past_a_small_unpack_limit(stack, org, tmp_path, monkeypatch):
     from audience.imports import files
 
@@ -716,6 +719,7 @@ def test_a_zip_bomb_past_a_small_unpack_limit(stack, org, tmp_path, monkeypatch)
     _assert_nothing_written(org)
 
 
+@pytest.mark.corpus
 def test_the_encoding_given_to_the_analysis_must_be_a_known_one(stack, org):
     data = "name;email\r\nJosé;jose@example.com\r\n".encode("cp1252")
     imp = _analysed(stack, org, data, "latin.csv")
@@ -737,6 +741,7 @@ def test_the_encoding_given_to_the_analysis_must_be_a_known_one(stack, org):
     assert org.client.post(f"/orgs/c/imports/{imp['id']}/analyse", json={"delimiter": ":"}).status_code == 422
 
 
+@pytest.mark.corpus
 def test_a_huge_cell_rejects_its_row_and_the_others_import(stack, org):
     rows = [
         ["name", "email"],
@@ -757,6 +762,7 @@ def test_a_huge_cell_rejects_its_row_and_the_others_import(stack, org):
     assert report[1][4] == "big@example.com"
 
 
+@pytest.mark.corpus
 def test_formulas_are_stored_as_typed_and_neutralised_in_files_people_open(stack, org):
     rows = [
         ["name", "email"],
@@ -794,6 +800,7 @@ def test_formulas_are_stored_as_typed_and_neutralised_in_files_people_open(stack
 LONG_ROW = ["smith@example.com", "Smith", "John"]  # "Smith, John" left unquoted: one cell more than the header
 
 
+@pytest.mark.corpus
 def test_rows_longer_than_the_header_are_rejected(stack, org):
     rows = [["email", "name"]]
     rows += [[f"p{i}@example.com", f"P{i}"] for i in range(25)]  # rows 2-26
@@ -810,6 +817,7 @@ def test_rows_longer_than_the_header_are_rejected(stack, org):
     assert "smith@example.com" not in {c["email"] for c in _contacts(org)}
 
 
+@pytest.mark.corpus
 def test_a_long_row_among_the_first_rows_is_rejected_too(stack, org):
     rows = [["email", "name"], ["ana@example.com", "Ana"], LONG_ROW, ["bo@example.com", "Bo"]]
     imp = _analysed(stack, org, _csv(rows), "long.csv")
@@ -819,6 +827,7 @@ def test_a_long_row_among_the_first_rows_is_rejected_too(stack, org):
     assert [(r[0], r[1]) for r in _report(stack, org, done)[1:]] == [("3", "too_many_cells")]
 
 
+@pytest.mark.corpus
 def test_mappings_and_starts_that_cannot_work_are_refused(stack, org):
     imp = _analysed(stack, org, _csv([["name", "email", "plan"], ["Ana", "ana@example.com", "gold"]]), "a.csv")
     import_id = imp["id"]

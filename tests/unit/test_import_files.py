@@ -274,6 +274,7 @@ def test_zip_of_an_xlsx_is_extracted_to_a_temporary_file_then_removed(tmp_path, 
 # -- refused files --------------------------------------------------------------------------------
 
 
+@pytest.mark.corpus
 def test_empty_file(tmp_path):
     path = tmp_path / "contacts.csv"
     path.write_bytes(b"")
@@ -281,6 +282,7 @@ def test_empty_file(tmp_path):
     assert problem(path).code == "empty"
 
 
+@pytest.mark.corpus
 def test_text_of_blank_lines_is_empty(tmp_path):
     path = tmp_path / "contacts.csv"
     path.write_bytes(b"\xef\xbb\xbf\r\n , \r\n\r\n")
@@ -288,6 +290,7 @@ def test_text_of_blank_lines_is_empty(tmp_path):
     assert problem(path).code == "empty"
 
 
+@pytest.mark.corpus
 def test_too_large(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "MAX_FILE_BYTES", 1000)
     path = write_csv(tmp_path, rows_of(100))
@@ -298,6 +301,7 @@ def test_too_large(tmp_path, monkeypatch):
     assert "1000 bytes" in found.message
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize(
     "data",
     [
@@ -317,6 +321,7 @@ def test_binary_files_are_not_spreadsheets(tmp_path, data):
     assert "not a CSV, TSV, TXT, XLSX, XLS or ODS file" in found.message
 
 
+@pytest.mark.corpus
 def test_control_characters_are_not_a_spreadsheet(tmp_path):
     path = tmp_path / "contacts.txt"
     path.write_bytes(bytes(range(1, 32)) * 100)
@@ -324,6 +329,7 @@ def test_control_characters_are_not_a_spreadsheet(tmp_path):
     assert problem(path, encoding="latin-1").code == "not_a_spreadsheet"
 
 
+@pytest.mark.corpus
 def test_binary_without_nul_bytes_has_no_encoding(tmp_path):
     path = tmp_path / "contacts.csv"
     rng = random.Random(5)
@@ -335,12 +341,14 @@ def test_binary_without_nul_bytes_has_no_encoding(tmp_path):
     assert "UTF-8 CSV" in found.message
 
 
+@pytest.mark.corpus
 def test_an_office_document_that_is_no_spreadsheet(tmp_path):
     path = write_zip(tmp_path, {"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w/>"}, name="c.xlsx")
 
     assert problem(path).code == "not_a_spreadsheet"
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("encoding", ["klingon", "base64", ""])
 def test_unknown_encoding_given(tmp_path, encoding):
     found = problem(write_csv(tmp_path, rows_of(3)), encoding=encoding)
@@ -349,6 +357,7 @@ def test_unknown_encoding_given(tmp_path, encoding):
     assert repr(encoding) in found.message
 
 
+@pytest.mark.corpus
 def test_a_delimiter_that_is_no_delimiter_is_a_request_error(tmp_path):
     with pytest.raises(ValidationError) as raised:
         detect(str(write_csv(tmp_path, rows_of(3))), "contacts.csv", delimiter=":")
@@ -357,6 +366,7 @@ def test_a_delimiter_that_is_no_delimiter_is_a_request_error(tmp_path):
     assert raised.value.fields[0]["field"] == "delimiter"
 
 
+@pytest.mark.corpus
 def test_a_zip_declaring_more_than_the_limit_is_a_bomb(tmp_path):
     found = problem(forged_zip(tmp_path, declared_bytes=2 << 30))
 
@@ -364,6 +374,7 @@ def test_a_zip_declaring_more_than_the_limit_is_a_bomb(tmp_path):
     assert "2 GiB" in found.message
 
 
+@pytest.mark.corpus
 def test_a_zip_compressed_too_well_is_a_bomb(tmp_path):
     found = problem(forged_zip(tmp_path, declared_bytes=60 << 20))
 
@@ -371,6 +382,7 @@ def test_a_zip_compressed_too_well_is_a_bomb(tmp_path):
     assert "60 MiB" in found.message
 
 
+@pytest.mark.corpus
 def test_a_zip_inflating_past_the_limit_while_read_is_a_bomb(tmp_path, monkeypatch):
     path = zip_bomb(tmp_path, inflated_bytes=10 << 20)
     layout = detect(str(path), path.name)
@@ -384,24 +396,28 @@ def test_a_zip_inflating_past_the_limit_while_read_is_a_bomb(tmp_path, monkeypat
     assert "4 MiB" in raised.value.message
 
 
+@pytest.mark.corpus
 def test_a_workbook_bomb_inside_a_zip_is_found(tmp_path):
     bomb = write_xlsx(tmp_path, [["name"]], entity_bomb=True).read_bytes()
 
     assert problem(write_zip(tmp_path, {"contacts.xlsx": bomb})).code == "xml_bomb"
 
 
+@pytest.mark.corpus
 def test_a_zip_inside_a_zip_is_refused(tmp_path):
     inner = write_zip(tmp_path, {"contacts.csv": b"email\na@example.com\n"}, name="inner.zip").read_bytes()
 
     assert problem(write_zip(tmp_path, {"contacts.csv": inner})).code == "not_a_spreadsheet"
 
 
+@pytest.mark.corpus
 def test_zip_without_data_files(tmp_path):
     path = write_zip(tmp_path, {"__MACOSX/._contacts.csv": b"x", "notes.pdf": b"%PDF", "folder/": b""})
 
     assert problem(path).code == "empty_archive"
 
 
+@pytest.mark.corpus
 def test_damaged_zip(tmp_path):
     data = write_zip(tmp_path, {"contacts.csv": b"email\n" * 1000}).read_bytes()
     path = tmp_path / "damaged.zip"
@@ -410,6 +426,7 @@ def test_damaged_zip(tmp_path):
     assert problem(path).code == "unreadable"
 
 
+@pytest.mark.corpus
 def test_xlsx_declaring_entities_fails_fast_without_expanding_them(tmp_path):
     path = write_xlsx(tmp_path, [["name"], ["Ana"]], entity_bomb=True)
     started = time.perf_counter()
@@ -421,6 +438,7 @@ def test_xlsx_declaring_entities_fails_fast_without_expanding_them(tmp_path):
     assert time.perf_counter() - started < 1
 
 
+@pytest.mark.corpus
 def test_damaged_workbooks_are_unreadable(tmp_path):
     workbook = write_xlsx(tmp_path, WORKBOOK_ROWS).read_bytes()
     truncated = tmp_path / "truncated.xlsx"
@@ -432,6 +450,7 @@ def test_damaged_workbooks_are_unreadable(tmp_path):
     assert problem(ole).code == "unreadable"
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize(
     "make",
     [
@@ -446,6 +465,7 @@ def test_workbooks_spanning_billions_of_cells_are_refused_without_crashing_the_w
     assert "more cells than can be loaded" in found.message
 
 
+@pytest.mark.corpus
 def test_a_workbook_with_an_empty_first_sheet(tmp_path):
     found = problem(write_xlsx(tmp_path, []))
 
@@ -453,6 +473,7 @@ def test_a_workbook_with_an_empty_first_sheet(tmp_path):
     assert "'Contacts'" in found.message
 
 
+@pytest.mark.corpus
 def test_ten_thousand_columns(tmp_path):
     header = [f"column {i}" for i in range(10_000)]
 
@@ -462,10 +483,12 @@ def test_ten_thousand_columns(tmp_path):
     assert "10,000 columns" in found.message
 
 
+@pytest.mark.corpus
 def test_ten_thousand_columns_in_a_workbook(tmp_path):
     assert problem(write_xlsx(tmp_path, [[f"c{i}" for i in range(1001)]])).code == "too_many_columns"
 
 
+@pytest.mark.corpus
 def test_a_cell_over_the_field_limit_names_its_line(tmp_path):
     rows = [["name", "note"], ["Ana", "ok"], ["Ben", "x" * (9 << 20)], ["Cy", "ok"]]
 
@@ -475,6 +498,7 @@ def test_a_cell_over_the_field_limit_names_its_line(tmp_path):
     assert "line 3" in found.message
 
 
+@pytest.mark.corpus
 def test_an_unclosed_quote_running_to_the_end_is_too_large(tmp_path):
     path = tmp_path / "contacts.csv"
     with path.open("w", newline="") as file:
@@ -487,6 +511,7 @@ def test_an_unclosed_quote_running_to_the_end_is_too_large(tmp_path):
     assert "quote" in found.message
 
 
+@pytest.mark.corpus
 def test_a_line_longer_than_any_row_is_refused_before_it_is_read_whole(tmp_path):
     path = tmp_path / "contacts.csv"
     path.write_bytes(b"email\n" + b"a," * (9 << 20) + b"\n")
@@ -497,6 +522,7 @@ def test_a_line_longer_than_any_row_is_refused_before_it_is_read_whole(tmp_path)
     assert "Line 2" in found.message
 
 
+@pytest.mark.corpus
 def test_invalid_utf8_late_in_the_file_names_the_byte(tmp_path):
     path = write_csv(tmp_path, rows_of(50_000), newline="\n")
     size = path.stat().st_size

@@ -37,6 +37,8 @@ from tests.channels import (
     trust,
 )
 
+pytestmark = pytest.mark.corpus
+
 OTHER_SECRET = "other-app-secret-fedcba9876543210"
 TOPIC = fixture("sns_ses_bounce")["TopicArn"]
 JSON = {"Content-Type": "application/json"}

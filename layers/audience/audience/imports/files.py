@@ -68,6 +68,9 @@ _BOM = "\ufeff"
 _MAX_CHAOS = 0.2  # charset_normalizer's measure of how garbled a decoding looks, 0 to 1
 _MAX_CONTROL_SHARE = 0.05
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and line ends
+# A web page or an XML document: what Excel writes when a sheet is saved as "Web Page" or "XML Spreadsheet
+# 2003", often under an .xls name. Read as delimited text it would give columns of markup.
+_MARKUP = re.compile(r"[\s\ufeff]*<(?:!doctype\s+html|html|table|\?xml)\b", re.IGNORECASE)
 _SNIFF_ROWS = 20
 
 _BOMB_RATIO = 200
@@ -329,6 +332,8 @@ def _detect_text(head: bytes, file_name: str, encoding: str | None, delimiter: s
         text = text[: text.rfind("\n") + 1] or text
     if len(_CONTROL.findall(text)) > _MAX_CONTROL_SHARE * len(text):
         raise _not_a_spreadsheet()
+    if _MARKUP.match(text):
+        raise _not_a_spreadsheet("It is a web page or an XML document (Excel's Web Page or XML Spreadsheet format).")
     extension = os.path.splitext(file_name)[1].lower()
     delimiter = delimiter or ("\t" if extension == ".tsv" else _sniff_delimiter(text))
     rows = _sample_rows(text, delimiter)
