@@ -17,6 +17,7 @@ from benchmarks import (
     import_memory,
     import_pipeline,
     import_writes,
+    load,
     segment_eval,
     segment_latency,
     segment_refresh,
@@ -59,6 +60,7 @@ BENCHMARKS = [
     Benchmark("broadcast_send", broadcast_send),
     Benchmark("follow_ups", follow_ups),
     Benchmark("contact_quality", contact_quality),
+    Benchmark("load", load),
 ]
 
 
