@@ -147,7 +147,9 @@ def title(text: str) -> str:
 
 # Client errors raised before a request went out (httpx for the HTTP platforms, botocore for SES and SMS):
 # nothing can have been sent. Any other network error may have come after the platform took the request.
-UNSENT_ERRORS = frozenset({"ConnectError", "ConnectTimeout", "EndpointConnectionError", "ConnectTimeoutError"})
+UNSENT_ERRORS = frozenset(
+    {"ConnectError", "ConnectTimeout", "PoolTimeout", "EndpointConnectionError", "ConnectTimeoutError"}
+)
 
 
 def network_failure(error: BaseException) -> Failed:
