@@ -13,7 +13,7 @@ status path share them.
 | message → recipient | `O#{org}#P#{channel}#{message}` | `#R` (TTL)        |                                       |
 | idempotency key     | `O#{org}#B#{id}#K#{sha256}`     | `#K` (TTL 24 h)   |                                       |
 | rate window         | `O#{org}#B#{id}#W#{window}`     | `#W` (TTL)        |                                       |
-| property values     | `O#{org}#B#{id}#V{version}#{s}` | `{contact}`       | (TTL 400 days)                        |
+| property values     | `O#{org}#B#{id}#V{version}#{s}` | `{contact}`       | gsi2 `O#{org}#C#{contact}#BV` (TTL)   |
 | org activity        | `O#{org}#ACT#{s}`               | `D#{day}`         |                                       |
 | pacing schedule     | `PACE#{connection}`             | `#P` (TTL)        |                                       |
 | daily cap           | `PACE#{connection}#D#{day}`     | `#P` (TTL)        |                                       |
@@ -84,6 +84,11 @@ def is_marketing_row(row: dict[str, Any]) -> bool:
 
 def contact_partition(org_id: str, contact_id: str) -> str:
     return f"O#{org_id}#C#{contact_id}#BR"
+
+
+def contact_values_partition(org_id: str, contact_id: str) -> str:
+    """The contact index partition of a contact's property values (found and deleted with the contact)."""
+    return f"O#{org_id}#C#{contact_id}#BV"
 
 
 def message_pk(org_id: str, channel: str, provider_id: str) -> str:

@@ -927,6 +927,9 @@ class BroadcastsRepository:
                             "sk": contact_id,
                             "values": chosen,
                             "expires_at": expires_at,
+                            # The contact's deletion finds (and deletes) its values through the contact index.
+                            "gsi2pk": keys.contact_values_partition(org_id, contact_id),
+                            "gsi2sk": f"{broadcast_id}#{version}",
                         }
                     )
                 }

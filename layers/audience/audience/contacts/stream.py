@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +61,9 @@ def purge_partition(client: Any, table_name: str, pk: str) -> int:
         memberships = [item for item in page["Items"] if item["sk"]["S"].startswith(keys.MEMBER_PREFIX)]
         for item in memberships:
             _leave_segment(client, table_name, item)
+        for item in page["Items"]:
+            if item["sk"]["S"].startswith(MESSAGE_LOG_PREFIX):
+                _forget_message(client, table_name, pk, item["sk"]["S"])
         batch = [{"DeleteRequest": {"Key": item}} for item in page["Items"] if item not in memberships]
         for start in range(0, len(batch), 25):
             write_all(client, {table_name: batch[start : start + 25]})
@@ -67,6 +71,24 @@ def purge_partition(client: Any, table_name: str, pk: str) -> int:
         if "LastEvaluatedKey" not in page:
             return deleted
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+MESSAGE_LOG_PREFIX = "G#"  # a message log entry: G#{at}#{channel}#{provider id} (inbound/repository.py)
+
+
+def _forget_message(client: Any, table_name: str, pk: str, log_sk: str) -> None:
+    """Delete the provider-id item of a message in the contact's log (provider ids can carry the person's
+    address, e.g. Telegram's `{chat id}:{message id}`); only while it still names this contact."""
+    channel, provider_id = log_sk.split("#", 3)[2:]
+    org_id = pk.split("#", 2)[1]
+    # Another contact's item (ids are per org and channel) fails the condition and stays.
+    with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+        client.delete_item(
+            TableName=table_name,
+            Key={"pk": {"S": f"O#{org_id}#P#{channel}#{provider_id}"}, "sk": {"S": "#MSG"}},
+            ConditionExpression="attribute_not_exists(pk) OR contact_id = :contact",
+            ExpressionAttributeValues={":contact": {"S": keys.contact_id_from_pk(pk)}},
+        )
 
 
 def _leave_segment(client: Any, table_name: str, key: Mapping[str, Any]) -> None:

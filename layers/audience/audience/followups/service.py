@@ -96,6 +96,13 @@ def execution_name(org_id: str, contact_id: str, channel: str, gen: str) -> str:
     return f"fu-{digest}"
 
 
+def gen_token(gen: str) -> str:
+    """What an execution's input names its message by: a digest, since provider message ids can carry the
+    person's address (Telegram's `{chat id}:{message id}`) and Step Functions keeps an execution's input for
+    90 days after it ends, past the contact's deletion."""
+    return "g:" + hashlib.sha256(gen.encode()).hexdigest()[:32]
+
+
 def in_words(seconds: float) -> str:
     """A due time as people say it: "in 23 hours", "in 5 minutes", "now"."""
     if seconds < 1:
@@ -367,7 +374,7 @@ class FollowUpService:
                     "org_id": org_id,
                     "contact_id": contact_id,
                     "channel": channel,
-                    "gen": gen,
+                    "gen": gen_token(gen),
                     "next": {"done": False, "wait_until": due},
                 },
             )
@@ -410,8 +417,16 @@ class FollowUpService:
     def _idle_step(self, org_id: str, contact_id: str, channel: str, gen: str) -> dict[str, Any]:
         done = {"done": True, "wait_until": clock.now_iso()}
         conversation = self._repo.conversation(org_id, contact_id, channel)
-        if conversation is None or conversation.get("fu_gen") != gen or conversation.get("fu_state") != WAITING:
+        current = (conversation or {}).get("fu_gen")
+        # The input names the message by its token (or, for executions started before tokens, by its id).
+        if (
+            conversation is None
+            or not current
+            or gen not in (current, gen_token(current))
+            or conversation.get("fu_state") != WAITING
+        ):
             return done  # stale: a newer message, a reply or an end moved the timer on
+        gen = current
         at = self._now()
         now = clock.iso(at)
 

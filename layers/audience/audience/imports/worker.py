@@ -270,6 +270,10 @@ class ImportWorker:
             return replace(current, status=status, run=done, error=None)
 
         final = self._mutate(org_id, import_id, finished, run_id=run_id)
+        if final.status == models.COMPLETED and final.object_key:
+            # A completed import is never read again: the uploaded file (people's rows) goes now, not when
+            # the bucket's lifecycle expires it.
+            self._files.delete_prefix(final.object_key)
         return {"status": final.status, "counts": dict(totals)}
 
     # -- helpers ------------------------------------------------------------------------------------
