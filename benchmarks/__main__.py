@@ -18,6 +18,7 @@ from benchmarks import (
     import_pipeline,
     import_writes,
     load,
+    reliability,
     segment_eval,
     segment_latency,
     segment_refresh,
@@ -61,6 +62,7 @@ BENCHMARKS = [
     Benchmark("follow_ups", follow_ups),
     Benchmark("contact_quality", contact_quality),
     Benchmark("load", load),
+    Benchmark("reliability", reliability),
 ]
 
 
