@@ -91,8 +91,8 @@ waits for its pace when several share one connection: each of C concurrent sende
 R, so a recipient holds a sender C / R seconds (figure 1 measures it for K senders; the report applies it
 to the template's MaximumConcurrency). Two things of the emulator are set aside, neither part of what is
 measured: the stream consumers' work on the setup's contacts is skipped (the stream pollers are moved past
-it: minutes on moto), and a Query sorts only its own partition's items (moto sorts the whole table for
-each; `partition_queries`).
+it: minutes on moto). A Query sorts only its own partition's items (moto sorts the whole table for each;
+devstack/emulator.py reads one partition, the same answers in the same order).
 
 ```
 .venv/bin/python -m benchmarks broadcast_send [--rate 10] [--contacts 200] [--senders 4] [--sizes 100 1000]
@@ -461,52 +461,6 @@ def transitions(stack: Any, arn: str) -> dict[str, Any]:
 def stats(org: Org, broadcast_id: str) -> dict[str, Any]:
     view = org.call("GET", f"/broadcasts/{broadcast_id}")
     return {"status": view["status"], **view["stats"]}
-
-
-@contextlib.contextmanager
-def partition_queries() -> Iterator[None]:
-    """moto answers a Query by sorting every item of the table and then keeping those of the partition asked
-    for, so each costs time in proportion to the whole table (a consent lookup, made twice per recipient by
-    the eligibility check, took 50 ms with a few thousand contacts). Meanwhile, a Query sorts only the items
-    of its partition (on the table, its key's; on an index, those whose index key matches): the same answer
-    in the same order, at a cost closer to what DynamoDB's own design implies."""
-    from moto.dynamodb.models.table import Table
-
-    original_query, original_all_items = Table.query, Table.all_items
-    local = threading.local()
-
-    def all_items(self: Any) -> list[Any]:
-        only = getattr(local, "partition", None)
-        if only is None or only[0] is not self:
-            return original_all_items(self)
-        if only[1] == "table":
-            partition = self.items.get(only[2])
-            if partition is None:
-                return []
-            items = list(partition.values()) if self.range_key_attr else [partition]
-        else:
-            every = (i for v in self.items.values() for i in (v.values() if self.range_key_attr else [v]))
-            items = [i for i in every if all(i.attrs.get(a) and i.attrs.get(a) == v for a, v in only[2])]
-        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
-
-    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
-        if index_name and kwargs.get("hash_key_conditions"):
-            local.partition = (self, "index", list(kwargs["hash_key_conditions"]))
-        elif not index_name and hash_key is not None:
-            local.partition = (self, "table", hash_key)
-        else:
-            return original_query(self, hash_key, *args, **kwargs)
-        try:
-            return original_query(self, hash_key, *args, **kwargs)
-        finally:
-            local.partition = None
-
-    Table.query, Table.all_items = query, all_items  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Table.query, Table.all_items = original_query, original_all_items  # type: ignore[method-assign]
 
 
 def without_streams(stack: Any) -> dict[str, int]:
@@ -1400,7 +1354,6 @@ def run(args: argparse.Namespace) -> bool:
     try:
         with (
             contextlib.redirect_stdout(sink),
-            partition_queries(),
             local_stack(str(TEMPLATE), parameters={"Stage": "bench"}) as stack,
             environment(stub, graph),
         ):

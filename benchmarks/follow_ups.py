@@ -62,7 +62,6 @@ def run(args: argparse.Namespace) -> bool:
     try:
         with (
             contextlib.redirect_stdout(sink),
-            bench.partition_queries(),
             local_stack(str(TEMPLATE), parameters={"Stage": "bench"}) as stack,
             bench.environment(stub, graph),
         ):
