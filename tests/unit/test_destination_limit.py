@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from audience import aws
 from audience.broadcasts.destinations import DestinationLimit, DestinationLimits, destination, destination_pk
 from audience.errors import RateLimitedError, ValidationError
 
@@ -89,11 +91,42 @@ def test_a_phone_counts_once_whatever_the_channel_and_form() -> None:
     assert destination("sms", PHONE) == PHONE
     assert destination("sms", "+62 812-3456-7890") == PHONE
     assert destination("sms", "0812-3456-7890", "ID") == PHONE
-    assert destination("whatsapp", "081234567890", "ID") == PHONE
     assert destination("whatsapp", "6281234567890", "ID") == PHONE
     assert destination("email", " Siti@Example.COM") == "siti@example.com"
     assert destination("telegram", "12345") == "telegram:12345"
     assert destination("messenger", "12345") != destination("telegram", "12345")
+
+
+def test_a_whatsapp_id_is_an_international_number_in_any_org_country() -> None:
+    # A WhatsApp id is the number's international digits: read in a German org's country as if national,
+    # 49 151 ... would become +49 49 151 ..., a second destination for the same phone.
+    assert destination("whatsapp", "4915112345678", "DE") == "+4915112345678"
+    assert destination("whatsapp", "4915112345678", "DE") == destination("sms", "+4915112345678", "DE")
+    assert destination("sms", "015112345678", "DE") == "+4915112345678"
+
+
+def test_a_fault_on_one_destination_gives_back_the_others(limits: DestinationLimits) -> None:
+    limit = DestinationLimit(1, 600)
+    email = "siti@example.com"
+    phone_pk = destination_pk(ORG, BROADCAST, PHONE)
+
+    def throttle(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"]["pk"]["S"] == phone_pk:
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds"}
+            raise ClientError({"Error": error}, "UpdateItem")
+
+    # The table throttles writes to the phone's schedule after the email was already counted.
+    events = aws.client("dynamodb").meta.events
+    events.register("provide-client-params.dynamodb.UpdateItem", throttle)
+    try:
+        with pytest.raises(ClientError, match="Rate of requests"):
+            limits.take(ORG, BROADCAST, [email, PHONE], limit, now=NOW)
+    finally:
+        events.unregister("provide-client-params.dynamodb.UpdateItem", throttle)
+
+    # The failed call counted nothing: the email's one send of the period is still there.
+    limits.take(ORG, BROADCAST, [email], limit, now=NOW)
+    refused(limits, [email], limit, NOW)
 
 
 def test_one_send_to_a_phone_on_whatsapp_and_sms_counts_once(limits: DestinationLimits) -> None:

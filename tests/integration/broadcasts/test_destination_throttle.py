@@ -4,12 +4,18 @@ get theirs, and replays and refused calls count nothing. Telegram's Bot API is t
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from tests.channels import BotApiStub, GraphStub, Tenant, connect_whatsapp
+from audience import aws
+from audience.api.app import create_app
+from audience.broadcasts import keys
+from tests.channels import BotApiStub, GraphStub, Tenant, connect_whatsapp, new_tenant
 from tests.integration.broadcasts.conftest import telegram_connection, telegram_contacts
 
 
@@ -181,3 +187,115 @@ def test_one_phone_written_in_three_ways_is_one_destination(org: Tenant, graph: 
     assert [a.status_code for a in answers] == [200, 200, 429]
     sent = [body["to"] for path, body in graph.sent if path.endswith(f"/{phone_number_id}/messages")]
     assert len(sent) == 2
+
+
+class Stopped(BaseException):
+    """The runtime ending a call mid-way (a timeout): no handler of the call runs."""
+
+
+@contextlib.contextmanager
+def failing(operation: str, error: BaseException, when: Callable[[dict[str, Any]], bool]) -> Iterator[list[str]]:
+    """The shared DynamoDB client raises `error` on the first `operation` call whose parameters match."""
+    hits: list[str] = []
+
+    def fail(params: dict[str, Any], **_: Any) -> None:
+        if not hits and when(params):
+            hits.append(operation)
+            raise error
+
+    client = aws.client("dynamodb")
+    event = f"provide-client-params.dynamodb.{operation}"
+    client.meta.events.register(event, fail)
+    try:
+        yield hits
+    finally:
+        client.meta.events.unregister(event, fail)
+
+
+def throttled(operation: str) -> ClientError:
+    error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds the allowed"}
+    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+
+
+def recipient_row(params: dict[str, Any]) -> bool:
+    return params.get("Item", {}).get("status", {}).get("S") == "PENDING"
+
+
+def planned_marker(params: dict[str, Any]) -> bool:
+    return any(
+        op.get("Put", {}).get("Item", {}).get("sk", {}).get("S", "").startswith("Q#") for op in params["TransactItems"]
+    )
+
+
+@pytest.mark.parametrize(("operation", "when"), [("PutItem", recipient_row), ("TransactWriteItems", planned_marker)])
+def test_a_backend_fault_after_counting_gives_the_send_back(
+    org: Tenant, bot_api: BotApiStub, operation: str, when: Callable[[dict[str, Any]], bool]
+) -> None:
+    telegram_contacts(org, 1)
+    broadcast_id, token = otp_broadcast(org, destination_rate_limit={"limit": 1, "period_seconds": 3600})
+
+    # The call fails with the fault (500; the test client raises the server's error instead).
+    with failing(operation, throttled(operation), when) as hits, pytest.raises(ClientError, match="Rate of requests"):
+        send(org, broadcast_id, 1, key="login-1")
+    retried = send(org, broadcast_id, 1, key="login-1")
+
+    assert hits == [operation]
+    # The failed call sent nothing and counted nothing: its retry is the one send of the hour.
+    assert retried.status_code == 200, retried.text
+    assert len(bot_api.sent(token)) == 1
+    assert send(org, broadcast_id, 1).status_code == 429
+
+
+def test_a_stopped_send_taken_over_is_not_counted_twice(stack: Any, org: Tenant, bot_api: BotApiStub) -> None:
+    telegram_contacts(org, 1)
+    broadcast_id, token = otp_broadcast(org, destination_rate_limit={"limit": 1, "period_seconds": 3600})
+    # The first call counts the send and writes its row, then stops before recording it as planned.
+    with failing("TransactWriteItems", Stopped(), planned_marker), pytest.raises(Stopped):
+        send(org, broadcast_id, 1, key="login-1")
+    # Long after, the key's holder counts as stopped: a retry with the key takes its send over.
+    key = {"pk": {"S": keys.idempotency_pk(org.org_id, broadcast_id, "login-1")}, "sk": {"S": keys.IDEMPOTENCY_SK}}
+    stack.client("dynamodb").update_item(
+        TableName=stack.outputs["BroadcastsTableName"],
+        Key=key,
+        UpdateExpression="SET held_at = :old",
+        ExpressionAttributeValues={":old": {"N": str(int(time.time()) - 3600)}},
+    )
+
+    resumed = send(org, broadcast_id, 1, key="login-1")
+
+    assert resumed.status_code == 200, resumed.text
+    assert len(bot_api.sent(token)) == 1
+    assert send(org, broadcast_id, 1).status_code == 429
+
+
+def test_the_list_does_not_show_the_default_for_a_custom_destination_limit(org: Tenant) -> None:
+    custom, _ = otp_broadcast(org, destination_rate_limit={"limit": 10, "period_seconds": 60})
+
+    listed = org.client.get("/orgs/c/broadcasts").json()["items"]
+
+    shown = next(b for b in listed if b["id"] == custom)
+    assert shown.get("destination_rate_limit") in (None, {"limit": 10, "period_seconds": 60})
+    assert org.client.get(f"/orgs/c/broadcasts/{custom}").json()["destination_rate_limit"] == {
+        "limit": 10,
+        "period_seconds": 60,
+    }
+
+
+@pytest.mark.usefixtures("graph_api")
+def test_a_whatsapp_number_counts_once_in_an_org_outside_its_country(stack: Any) -> None:
+    # A German org: the phone the call gives and the contact's WhatsApp id are the same destination.
+    german = new_tenant(create_app(), "Bund", "DE")
+    connection = connect_whatsapp(german, "710500002", waba="711500002")
+    template = {"name": "otp", "language": "en_US", "body": [{"kind": "property", "value": "code"}]}
+    broadcast_id, _ = otp_broadcast(
+        german,
+        channels=[{"channel": "whatsapp", "connection_id": connection["id"], "whatsapp": template}],
+        destination_rate_limit={"limit": 1, "period_seconds": 3600},
+    )
+    url = f"/orgs/c/broadcasts/{broadcast_id}/send"
+
+    by_phone = german.client.post(url, json={"phone": "+49 151 12345678", "variables": {"code": "1"}})
+    by_contact = german.client.post(url, json={"contact_id": by_phone.json()["contact_id"], "variables": {"code": "2"}})
+
+    assert by_phone.status_code == 200, by_phone.text
+    assert by_contact.status_code == 429, by_contact.text

@@ -77,10 +77,11 @@ class DestinationLimit:
 
 
 def destination(channel: str, to: str, country: str | None = None) -> str:
-    """The destination a message on `channel` to `to` counts against. A phone as a caller wrote it is read
-    in `country` when given (a national form counts as the E.164 number it is)."""
+    """The destination a message on `channel` to `to` counts against. A WhatsApp id is always the
+    international number's digits; an SMS phone as a caller wrote it is read in `country` when given (a
+    national form counts as the E.164 number it is)."""
     if channel in PHONE_CHANNELS:
-        if country:
+        if country and channel != "whatsapp":
             with contextlib.suppress(ValidationError):
                 return normalize_phone(to, country).e164
         return "+" + "".join(ch for ch in to if ch.isdigit())
@@ -122,12 +123,17 @@ class DestinationLimits:
         now: float | None = None,
     ) -> Taken:
         """Count one send against each destination (once each); RateLimitedError, with nothing counted,
-        when any of them has had `limit` sends in the last period."""
+        when any of them has had `limit` sends in the last period. Any other error counts nothing either."""
         now_us = int((time.time() if now is None else now) * _MICRO)
         pks = list(dict.fromkeys(destination_pk(org_id, broadcast_id, d) for d in destinations))
         taken: list[str] = []
         for pk in pks:
-            wait_us = self._take_one(pk, limit, now_us)
+            try:
+                wait_us = self._take_one(pk, limit, now_us)
+            except BaseException:
+                # A fault on one destination: the call fails, so the others it counted are given back.
+                self.release(Taken(tuple(taken), limit))
+                raise
             if wait_us is not None:
                 self.release(Taken(tuple(taken), limit))
                 retry_after = max(1, math.ceil(wait_us / _MICRO))

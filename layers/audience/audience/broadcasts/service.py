@@ -19,7 +19,7 @@ from typing import Any
 from audience import aws, clock, ids
 from audience.broadcasts import keys, models
 from audience.broadcasts.delivery import Delivery, address
-from audience.broadcasts.destinations import DestinationLimit, DestinationLimits, destination
+from audience.broadcasts.destinations import PHONE_CHANNELS, DestinationLimit, DestinationLimits, Taken, destination
 from audience.broadcasts.planner import release_segments
 from audience.broadcasts.quiet import parse_quiet_hours
 from audience.broadcasts.repository import BroadcastsRepository, RecipientRef
@@ -340,11 +340,13 @@ class BroadcastService:
             broadcast_id,
             idempotency_key,
             body,
-            lambda send_id: self._send(org_id, summary, body, send_id=send_id),
+            lambda send_id: self._send(org_id, summary, body, send_id=send_id, resumable=idempotency_key is not None),
             prefix="s",
         )
 
-    def _send(self, org_id: str, summary: dict[str, Any], body: dict[str, Any], send_id: str) -> tuple[int, dict]:
+    def _send(
+        self, org_id: str, summary: dict[str, Any], body: dict[str, Any], send_id: str, *, resumable: bool = False
+    ) -> tuple[int, dict]:
         broadcast_id = summary["id"]
         content = self._repo.content(org_id, broadcast_id)
         templates = {c["channel"]: c for c in content.get("channels", [])}
@@ -415,21 +417,6 @@ class BroadcastService:
                 contact_id=contact.id,
                 reason="no_address",
             )
-        # One send counts once against each address it goes to (and, refused, against none). A phone given
-        # in the call is read in the org's country, so no way of writing a number counts apart.
-        country = self._contacts.org_context(org_id)[1] if overrides.get("phone") else None
-        taken = self._destinations.take(
-            org_id,
-            broadcast_id,
-            [destination(row["channel"], row["to"], country) for row in rows],
-            DestinationLimit.parse(summary.get("destination_rate_limit")),
-        )
-        try:
-            self._take_rate(org_id, summary)
-        except RateLimitedError:
-            self._destinations.release(taken)
-            raise
-        self._repo.put_recipients(rows)
         deltas: dict[str, int] = {"total": len(rows), "pending": len(rows)}
         for row in rows:
             deltas[f"total_{row['channel']}"] = deltas.get(f"total_{row['channel']}", 0) + 1
@@ -439,7 +426,22 @@ class BroadcastService:
             "batch": send_id,
             "recipients": [[shard, row["sk"]] for row in rows],
         }
-        self._repo.mark_planned(org_id, broadcast_id, send_id, deltas, message)
+        # A call that takes over a stopped one (same idempotency key, same send) finds the rows it wrote:
+        # that send was counted before they were written, so it is not counted again.
+        counted = resumable and bool(
+            self._repo.recipients(org_id, broadcast_id, [RecipientRef(shard, r["sk"]) for r in rows])
+        )
+        taken = None if counted else self._take(org_id, summary, rows, overrides)
+        try:
+            self._repo.put_recipients(rows)
+            self._repo.mark_planned(org_id, broadcast_id, send_id, deltas, message)
+        except Exception:
+            # Nothing was planned, so nothing is sent: the call fails, its idempotency key is released, and
+            # the retry (a new send) is counted instead. A call stopped outright keeps its count: a takeover
+            # finds the rows it wrote.
+            if taken is not None:
+                self._destinations.release(taken)
+            raise
         if body.get("background"):
             aws.client("sqs").send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message))
             return 202, {"send_id": send_id, "contact_id": contact.id, "recipients": [_recipient_view(r) for r in rows]}
@@ -456,6 +458,30 @@ class BroadcastService:
                 "recipients": [_recipient_view(r) for r in now_rows.values()],
             }
         return 200, {"send_id": send_id, "contact_id": contact.id, "recipients": [_recipient_view(r) for r in ended]}
+
+    def _take(
+        self, org_id: str, summary: dict[str, Any], rows: list[dict[str, Any]], overrides: dict[str, Any]
+    ) -> Taken:
+        """Count the send against the destination limit and the broadcast's rate limit (RateLimitedError,
+        with nothing counted, when either is spent). One send counts once against each address it goes to;
+        a phone given in the call counts as its E.164 number (read in the org's country) on WhatsApp and SMS
+        alike, so no way of writing a number counts apart."""
+        phone = None
+        if overrides.get("phone"):
+            phone = destination("sms", overrides["phone"], self._contacts.org_context(org_id)[1])
+        addresses = [
+            phone if phone and row["channel"] in PHONE_CHANNELS else destination(row["channel"], row["to"])
+            for row in rows
+        ]
+        taken = self._destinations.take(
+            org_id, summary["id"], addresses, DestinationLimit.parse(summary.get("destination_rate_limit"))
+        )
+        try:
+            self._take_rate(org_id, summary)
+        except Exception:
+            self._destinations.release(taken)
+            raise
+        return taken
 
     def _take_rate(self, org_id: str, summary: dict[str, Any]) -> None:
         limit = summary.get("rate_limit") or {"limit": DEFAULT_RATE_LIMIT, "period_seconds": DEFAULT_RATE_PERIOD}
@@ -722,8 +748,10 @@ def stats(counters: dict[str, int], run: str | None = None) -> dict[str, Any]:
 
 def _view(summary: dict[str, Any], content: dict[str, Any] | None, counters: dict[str, int] | None) -> dict[str, Any]:
     view = {k: v for k, v in summary.items() if k not in ("org_id",)}
-    if summary.get("type") == "transactional" and view.get("destination_rate_limit") is None:
-        view["destination_rate_limit"] = DestinationLimit().as_dict()  # written before the limit existed
+    if content is not None and summary.get("type") == "transactional" and view.get("destination_rate_limit") is None:
+        # Written before the limit existed. Only a full read (with content) has the field; the list's index
+        # does not hold it, so a list leaves it out rather than show the default for a custom limit.
+        view["destination_rate_limit"] = DestinationLimit().as_dict()
     if content is not None:
         view["channels"] = content.get("channels")
         view["properties"] = content.get("properties", [])
