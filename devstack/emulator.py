@@ -4,6 +4,7 @@ Queries that read one partition rather than sorting the whole table."""
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 from typing import Any
 
@@ -12,7 +13,7 @@ MOTO_CONFIG: dict[str, Any] = {"stepfunctions": {"execute_state_machine": True},
 
 _lock = threading.RLock()
 _guard = threading.Lock()
-_originals: dict[tuple[type, str], Any] = {}
+_originals: dict[tuple[Any, str], Any] = {}
 _users = 0
 
 
@@ -128,7 +129,28 @@ def _partition_items(all_items: Any) -> Any:
     return partition_items
 
 
-def _patch(owner: type, name: str, wrap: Any) -> None:
+def _retention_from_the_queue(_original: Any) -> Any:
+    """moto checks each message it receives against the queue's retention period by building every
+    attribute of the queue three times over, message counts included: a receive cost time in proportion to
+    the messages held, for every message it returned. The period is read from the queue itself instead."""
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        from moto.core.utils import unix_time
+
+        retention_period = int(self.get_queue(queue_name).message_retention_period)
+        return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+    return is_message_valid_based_on_retention_period
+
+
+def _parse_once(parse: Any) -> Any:
+    """moto parses the JSONPath of every input path of a rule's target again for every event it puts
+    (a few hundred microseconds each, ten paths an event); a parsed path is immutable, so one is kept per
+    text."""
+    return functools.lru_cache(maxsize=1024)(parse)
+
+
+def _patch(owner: Any, name: str, wrap: Any) -> None:
     if (owner, name) not in _originals:
         _originals[(owner, name)] = owner.__dict__.get(name)
         setattr(owner, name, wrap(getattr(owner, name)))
@@ -140,13 +162,18 @@ def serialize_dynamodb() -> None:
     moto's DynamoDB backend is not thread-safe (TransactWriteItems deep-copies whole tables while other
     threads write), and locally requests, pollers and the application's own thread pools all write at
     once. DynamoDB requests never call back into application code, so one lock cannot deadlock.
+
+    Also installs the emulator's speed-ups: a Query reads its own partition, a receive no longer counts a
+    queue's messages once per message returned, and an event's input paths are parsed once.
     """
     global _users
+    from jsonpath_ng import ext as jsonpath_ext
     from moto.dynamodb import models
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+    from moto.sqs.models import SQSBackend
 
     with _guard:
         _users += 1
@@ -155,6 +182,8 @@ def serialize_dynamodb() -> None:
         _patch(DynamoDBBackend, "transact_write_items", _rollback_touched_items)
         _patch(Table, "query", _partition_query)
         _patch(Table, "all_items", _partition_items)
+        _patch(SQSBackend, "is_message_valid_based_on_retention_period", _retention_from_the_queue)
+        _patch(jsonpath_ext, "parse", _parse_once)
         models.copy = _CopyWithoutTables()  # type: ignore[attr-defined]
 
 
