@@ -373,18 +373,10 @@ PUBLIC_BASE_URL = "https://hooks.example.com"
 def module_stack(bot_api: BotApiStub) -> Iterator[Any]:
     """The application's stack for a whole test module (tests then use their own orgs and account ids),
     with Telegram's Bot API at `bot_api` and webhook URLs under PUBLIC_BASE_URL."""
-    import pytest
+    from tests.stacks import module_stack as stack_for_module
 
-    from audience import container
-    from devstack.testing import local_stack
-
-    with local_stack(str(EVENTS.parent / "template.yaml"), parameters={"Stage": "test"}) as running:
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("TELEGRAM_API_URL", bot_api.url)
-            env.setenv("PUBLIC_BASE_URL", PUBLIC_BASE_URL)
-            container.reset()
-            yield running
-        container.reset()
+    with stack_for_module(TELEGRAM_API_URL=bot_api.url, PUBLIC_BASE_URL=PUBLIC_BASE_URL) as running:
+        yield running
 
 
 @dataclass

@@ -9,20 +9,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from devstack.testing import local_stack
-from tests.contract.surface import ROOT, Tenant, seed_every_kind
+from tests.contract.surface import Tenant, seed_every_kind
+from tests.stacks import module_stack
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Any]:
-    with local_stack(str(ROOT / "template.yaml"), parameters={"Stage": "test"}) as running:
-        from audience import container
-
-        container.reset()
-        # Nothing is drained afterwards: what the module's calls queued is dropped with the stack (the
-        # victim's follow-up timer would keep a drain busy for its hour).
+    # Not drained afterwards: the victim's follow-up timer would keep a drain busy for its hour.
+    with module_stack() as running:
         yield running
-        container.reset()
 
 
 @pytest.fixture(scope="module")

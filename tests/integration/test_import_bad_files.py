@@ -21,22 +21,16 @@ import requests
 from fastapi.testclient import TestClient
 
 from audience.exports.csvfile import neutralise
-from devstack.testing import local_stack
 from tests.importfiles import write_xlsx
+from tests.stacks import module_stack
 
 pytestmark = pytest.mark.corpus
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Any]:
-    with local_stack(str(ROOT / "template.yaml"), parameters={"Stage": "test"}) as running:
-        from audience import container
-
-        container.reset()
+    with module_stack() as running:
         yield running
-        container.reset()
 
 
 @pytest.fixture(scope="module")

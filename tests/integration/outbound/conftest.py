@@ -14,6 +14,7 @@ import pytest
 
 from audience.outbound.signing import verify
 from tests.channels import Tenant, new_tenant
+from tests.stacks import module_stack
 
 # Retries a few milliseconds apart, so "down, then back" runs in a second; the 24-hour disable window
 # scales with it (8,640 bases: 86 s here), so no endpoint is disabled by accident.
@@ -22,16 +23,8 @@ FAST_RETRY_BASE = "0.01"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Any]:
-    from audience import container
-    from devstack.testing import local_stack
-    from tests.conftest import ROOT
-
-    with local_stack(str(ROOT / "template.yaml"), parameters={"Stage": "test"}) as running:
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("WEBHOOK_RETRY_BASE_SECONDS", FAST_RETRY_BASE)
-            container.reset()
-            yield running
-        container.reset()
+    with module_stack(WEBHOOK_RETRY_BASE_SECONDS=FAST_RETRY_BASE) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
