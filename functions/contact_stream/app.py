@@ -2,10 +2,10 @@
 
 It purges what a deleted or merged-away contact left in its partition (activity and any other
 per-contact items, with the provider-id items of its messages), strips the address, values and message ids
-from its broadcast recipient rows (audience/broadcasts/erasure.py), and ends the follow-up timers of a
-contact deleted, unsubscribed or blocked (before the purge, which removes the items naming them). Each
-record is processed on its own and reported as a partial batch failure, so a failing record is retried (and
-finally sent to ContactStreamDLQ) without replaying the others.
+from a deleted (not merged) contact's broadcast recipient rows (audience/broadcasts/erasure.py), and ends
+the follow-up timers of a contact deleted, unsubscribed or blocked (before the purge, which removes the
+items naming them). Each record is processed on its own and reported as a partial batch failure, so a
+failing record is retried (and finally sent to ContactStreamDLQ) without replaying the others.
 
 It also publishes the domain events the records state (contact.*, segment.member_*, import.finished; see
 docs/events.md) on EVENT_BUS_NAME, in batches of ten after the records are processed. A record's events are
@@ -26,9 +26,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from audience import aws
-from audience.broadcasts.erasure import forget_recipients
-from audience.contacts.keys import contact_id_from_pk
-from audience.contacts.stream import contact_removed, contact_stopped, purge_removed_contact
+from audience.broadcasts.erasure import on_contact_removed
+from audience.contacts.stream import contact_stopped, purge_removed_contact
 from audience.events.contact_stream import events_of
 from audience.events.envelope import Event
 from audience.events.publisher import EventPublisher, deadline_of
@@ -54,11 +53,10 @@ def record_handler(record: Any) -> None:
         ended = container.follow_up_service().on_contact_stopped(*stopped)
         if ended:
             metrics.add_metric(name="FollowUpTimersStopped", unit=MetricUnit.Count, value=ended)
-    removed = contact_removed(record.raw_event)
-    if removed is not None and os.environ.get("BROADCASTS_TABLE"):
-        # Before the purge too: a record retried after a failure here finds the partition still to purge.
-        org_id, contact_id = removed.split("#", 2)[1], contact_id_from_pk(removed)
-        forget_recipients(aws.client("dynamodb"), os.environ["BROADCASTS_TABLE"], org_id, contact_id)
+    # Before the purge too: a record retried after a failure here finds the partition still to purge.
+    erased = on_contact_removed(record.raw_event)
+    if erased:
+        metrics.add_metric(name="RecipientRowsErased", unit=MetricUnit.Count, value=erased)
     purged = purge_removed_contact(aws.client("dynamodb"), os.environ["CONTACTS_TABLE"], record.raw_event)
     if purged:
         metrics.add_metric(name="ContactPartitionsPurged", unit=MetricUnit.Count, value=1)

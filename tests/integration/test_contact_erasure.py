@@ -114,6 +114,15 @@ KEPT: list[tuple[str, str, str, str]] = [
     ),
     (
         "dynamodb",
+        "ContactsTable",
+        r"O#[^#]+#P#[a-z]+#[^|]+ \| #MSG",
+        # A message of the person's conversation, by the provider's id (a Telegram message id is "{chat id}:
+        # {message id}"): only its key is left, a tombstone that keeps a status arriving later from storing the
+        # message again; it expires when the message's item would have (35 days after the message).
+        "message tombstone: key only, expires 35 days after the message",
+    ),
+    (
+        "dynamodb",
         "BroadcastsTable",
         r"O#[^#]+#WH#we_[^|]+ \| D#wd_",
         # The delivery log of the org's own webhook endpoint: the events already sent to the org (ids only;
@@ -347,6 +356,12 @@ def test_a_deleted_contact_leaves_no_personal_data_anywhere(
         why for store, place, pattern, why in KEPT if not any(_kept(f, [(store, place, pattern, why)]) for f in found)
     ]
     assert unused == []
+    # ... a message tombstone holding nothing but its key and expiry
+    dynamodb, contacts_table = stack.client("dynamodb"), stack.resources["ContactsTable"]
+    for tombstone in [f for f in found if f.place == "ContactsTable" and f.key.endswith(" | #MSG")]:
+        key = {"pk": {"S": tombstone.key.split(" | ")[0]}, "sk": {"S": "#MSG"}}
+        item = dynamodb.get_item(TableName=contacts_table, Key=key)["Item"]
+        assert sorted(item) == ["erased", "expires_at", "pk", "sk"], item
     assert client.get(f"/orgs/c/contacts/{contact_id}").status_code == 404
     # ... and the do-not-contact entry still stops messages to the person's phone
     listed = _ok(client.get("/orgs/c/do-not-contact"))["items"]

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from audience import aws, ids
 from audience.broadcasts import keys
+from audience.broadcasts.erasure import ERASE_MARK, PERSONAL
 from audience.contacts import keys as contacts_keys
 from audience.contacts.repository import add_op, deserialize, query_all, serialize
 from audience.contacts.stream import write_all
@@ -498,7 +499,26 @@ class BroadcastsRepository:
     def finish(self, item: dict[str, Any], outcome: str, at: str, **fields: Any) -> dict[str, Any]:
         """Record the sender's outcome. From SENDING (or PENDING for a recipient skipped or cancelled
         before any attempt) the status becomes the outcome; if a receipt already moved the row on (it can
-        arrive before this write), only `outcome` and the fields are recorded. Returns the row."""
+        arrive before this write), only `outcome` and the fields are recorded. A row of a deleted contact
+        (skipped for it, or marked while it was being sent) loses its personal fields then. Returns the row."""
+        ended = self._finish(item, outcome, at, **fields)
+        if ended.get(ERASE_MARK) or (outcome == SKIPPED and fields.get("reason") == "contact_deleted"):
+            ended = self._erase(item)
+        return ended
+
+    def _erase(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Strip a finished row of a deleted contact (broadcasts/erasure.py); the row after."""
+        response = self._client.update_item(
+            TableName=self._table_name,
+            Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
+            UpdateExpression=f"SET {ERASE_MARK} = :true REMOVE {PERSONAL}",
+            ExpressionAttributeNames={"#to": "to"},
+            ExpressionAttributeValues=serialize({":true": True}),
+            ReturnValues="ALL_NEW",
+        )
+        return deserialize(response["Attributes"])
+
+    def _finish(self, item: dict[str, Any], outcome: str, at: str, **fields: Any) -> dict[str, Any]:
         values = {f":f{i}": v for i, v in enumerate(fields.values()) if v is not None}
         names = {f"#f{i}": k for i, (k, v) in enumerate(fields.items()) if v is not None}
         extra = "".join(f", #f{i} = :f{i}" for i, (k, v) in enumerate(fields.items()) if v is not None)
@@ -544,6 +564,13 @@ class BroadcastsRepository:
                     "expires_at": now + MESSAGE_SECONDS,
                 }
             ),
+        )
+
+    def unlink_message(self, org_id: str, channel: str, provider_id: str) -> None:
+        """Forget which recipient a message id belongs to (its contact was deleted while it was sent)."""
+        self._client.delete_item(
+            TableName=self._table_name,
+            Key=serialize({"pk": keys.message_pk(org_id, channel, provider_id), "sk": keys.MESSAGE_SK}),
         )
 
     def tally(

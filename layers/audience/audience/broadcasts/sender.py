@@ -41,6 +41,7 @@ from audience import aws, clock, ids
 from audience.broadcasts import keys
 from audience.broadcasts import repository as r
 from audience.broadcasts.delivery import Delivery, from_address, sender_of
+from audience.broadcasts.erasure import ERASE_MARK
 from audience.broadcasts.models import ChannelTemplate, Property, parse_channel_template, parse_properties
 from audience.broadcasts.quiet import QuietHours, closes_at, parse_quiet_hours, zone_of_phone
 from audience.broadcasts.render import MissingVariable, render
@@ -482,7 +483,11 @@ class Sender:
         finished_at = clock.now_iso()
         if isinstance(result, Sent):
             self._repo.link_message(org_id, row["channel"], result.provider_message_id, claimed, int(time.time()))
-            return self._repo.finish(claimed, r.SENT, finished_at, provider_message_id=result.provider_message_id)
+            sent = self._repo.finish(claimed, r.SENT, finished_at, provider_message_id=result.provider_message_id)
+            if sent.get(ERASE_MARK):
+                # The contact was deleted while its message went: its receipts are not kept either.
+                self._repo.unlink_message(org_id, row["channel"], result.provider_message_id)
+            return sent
         if result.kind == "permanent":
             self._release(caps, org_id, row, take)
             finished = self._repo.finish(

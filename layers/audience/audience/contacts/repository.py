@@ -32,6 +32,7 @@ import binascii
 import dataclasses
 import json
 import re
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
@@ -44,7 +45,7 @@ from audience import aws, clock, ids
 from audience.contacts import keys, quality
 from audience.contacts.models import Activity, Contact, Identity, Page
 from audience.contacts.normalize import fold, national_digits
-from audience.contacts.stream import purge_partition, write_all
+from audience.contacts.stream import merged_marker, purge_partition, write_all
 from audience.errors import ConcurrentUpdateError, ConflictError, NotFoundError, ValidationError
 
 MAX_TRANSACTION_ITEMS = 100
@@ -539,6 +540,9 @@ class ContactsRepository:
 
         if absorbed is not None:
             ops.extend(self._delete_contact_ops(absorbed, keep_identities=True))
+            # Tells the stream consumer this deletion is a merge: the absorbed contact's messages are not erased.
+            marker = merged_marker(absorbed.org_id, absorbed.id, new.id, int(time.time()))
+            ops.append({"Put": {"TableName": self._table_name, "Item": serialize(marker)}})
 
         deltas = _subtract(counter_values(new), counter_values(old))
         if absorbed is not None:

@@ -20,6 +20,36 @@ def contact_removed(record: Mapping[str, Any]) -> str | None:
     return key["pk"]["S"]
 
 
+# A contact merged into another: the merge's transaction writes this item in the absorbed contact's partition
+# beside the deletion of its contact item, so the stream consumer tells a merge from a deletion; the purge
+# removes it with the rest (ids only; it expires anyway).
+MERGED_SK = "#MERGED"
+MERGED_SECONDS = 7 * 86400
+
+
+def merged_marker(org_id: str, contact_id: str, into: str, now: int) -> dict[str, Any]:
+    """The item saying contact `contact_id` was merged into contact `into`."""
+    return {
+        "pk": keys.contact_pk(org_id, contact_id),
+        "sk": MERGED_SK,
+        "type": "merged_contact",
+        "merged_into": into,
+        "expires_at": now + MERGED_SECONDS,
+    }
+
+
+def merged_into(client: Any, table_name: str, pk: str) -> str | None:
+    """The contact the contact of partition `pk` was merged into, while its partition is not purged yet;
+    None for a contact deleted (or one whose partition is purged already)."""
+    found = client.get_item(
+        TableName=table_name,
+        Key={"pk": {"S": pk}, "sk": {"S": MERGED_SK}},
+        ProjectionExpression="merged_into",
+        ConsistentRead=True,
+    ).get("Item")
+    return found["merged_into"]["S"] if found else None
+
+
 STOPPED = ("UNSUBSCRIBED", "BLOCKED")
 
 
@@ -77,18 +107,28 @@ MESSAGE_LOG_PREFIX = "G#"  # a message log entry: G#{at}#{channel}#{provider id}
 
 
 def _forget_message(client: Any, table_name: str, pk: str, log_sk: str) -> None:
-    """Delete the provider-id item of a message in the contact's log (provider ids can carry the person's
-    address, e.g. Telegram's `{chat id}:{message id}`); only while it still names this contact."""
+    """Replace the provider-id item of a message in the contact's log with a tombstone (provider ids can
+    carry the person's address, e.g. Telegram's `{chat id}:{message id}`); only while it still names this
+    contact. The tombstone holds no attribute but its key, and keeps a later status of the message from
+    writing the item again (inbound/repository.py apply_status); it expires when the item would have."""
     channel, provider_id = log_sk.split("#", 3)[2:]
     org_id = pk.split("#", 2)[1]
+    key = {"pk": {"S": f"O#{org_id}#P#{channel}#{provider_id}"}, "sk": {"S": "#MSG"}}
+    found = client.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item")
+    if found is None or "erased" in found:
+        return
+    expires = found.get("expires_at", {}).get("N") or str(int(time.time()) + TOMBSTONE_SECONDS)
     # Another contact's item (ids are per org and channel) fails the condition and stays.
     with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
-        client.delete_item(
+        client.put_item(
             TableName=table_name,
-            Key={"pk": {"S": f"O#{org_id}#P#{channel}#{provider_id}"}, "sk": {"S": "#MSG"}},
-            ConditionExpression="attribute_not_exists(pk) OR contact_id = :contact",
+            Item={**key, "erased": {"BOOL": True}, "expires_at": {"N": expires}},
+            ConditionExpression="contact_id = :contact",
             ExpressionAttributeValues={":contact": {"S": keys.contact_id_from_pk(pk)}},
         )
+
+
+TOMBSTONE_SECONDS = 35 * 86400  # as long as a message's provider-id item lives
 
 
 def _leave_segment(client: Any, table_name: str, key: Mapping[str, Any]) -> None:

@@ -222,6 +222,10 @@ class ImportWorker:
             or run.id != run_id
             or imp.status not in (models.VALIDATING, models.IMPORTING, models.CANCELLING)
         ):
+            if run is not None and run.id == run_id and imp.status == models.COMPLETED and imp.object_key:
+                # Finished before, and the upload's deletion failed after that (a retry of this step comes
+                # here): it goes now (deleting a prefix already gone is a no-op).
+                self._files.delete_prefix(imp.object_key)
             return {"status": imp.status}
         ledgers = self._imports.ledgers(org_id, import_id, run_id)
         for ledger in ledgers:

@@ -9,7 +9,8 @@
 | org event log       | `O#{org}#L#{day}`                   | `{at}#{dedupe_key}`     | other events; TTL 35 days |
 
 Everything about a person lives in the contact's partition, so deleting the contact purges it; the
-provider-id items hold ids and statuses only, and expire. A message log entry is appended in one
+provider-id items hold ids and statuses only, and expire (a deleted contact's become tombstones, which
+statuses arriving later leave as they are). A message log entry is appended in one
 transaction with the provider-id item (completed only if it names no log entry yet), its activity entry
 and the conversation's count, so a redelivered message is never logged twice. Statuses move the provider-id
 item forward only (a rank condition), so a late "sent" never overwrites "read".
@@ -292,7 +293,8 @@ class InboundRepository:
         error_title: str | None = None,
     ) -> dict[str, Any] | None:
         """Move the message to `status` if that is forward; record the time of every status seen either
-        way. The message's item after the move, or None when the status did not move it."""
+        way. The message's item after the move, or None when the status did not move it or the message's
+        contact was deleted (its item is a tombstone then, contacts/stream.py, and stays one)."""
         rank = STATUS_RANK[status]
         key = serialize({"pk": message_pk(org_id, channel, provider_id), "sk": "#MSG"})
         stamp = f"{status}_at"
@@ -329,7 +331,9 @@ class InboundRepository:
                 TableName=self._table_name,
                 Key=key,
                 UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(status_rank) OR status_rank < :rank",
+                ConditionExpression=(
+                    "attribute_not_exists(erased) AND (attribute_not_exists(status_rank) OR status_rank < :rank)"
+                ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=serialize(values),
                 ReturnValues="ALL_NEW",
@@ -339,13 +343,18 @@ class InboundRepository:
             if not _failed_condition(error):
                 raise
         # Not forward (a late "sent" after "read", or a repeat): keep only when it happened.
-        self._client.update_item(
-            TableName=self._table_name,
-            Key=key,
-            UpdateExpression="SET #stamp = if_not_exists(#stamp, :at)",
-            ExpressionAttributeNames={"#stamp": stamp},
-            ExpressionAttributeValues=serialize({":at": at}),
-        )
+        try:
+            self._client.update_item(
+                TableName=self._table_name,
+                Key=key,
+                UpdateExpression="SET #stamp = if_not_exists(#stamp, :at)",
+                ConditionExpression="attribute_not_exists(erased)",
+                ExpressionAttributeNames={"#stamp": stamp},
+                ExpressionAttributeValues=serialize({":at": at}),
+            )
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
         return None
 
     # -- other events --------------------------------------------------------------------------------
