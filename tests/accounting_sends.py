@@ -361,7 +361,27 @@ def _check_receipts(name: str, expected: dict[str, str], rows: list[dict[str, An
 # -- the scenarios ----------------------------------------------------------------------------------------
 
 
-class MarketingScenario:
+class _WithReceipts:
+    """A scenario's second phase: the statuses the platform posts for every message sent (some repeated,
+    some out of order), posted once the sends have drained."""
+
+    setup: _WhatsAppSetup
+    broadcast_id: str
+    phase: int
+    expected_receipts: dict[str, str]
+    status_calls: int
+
+    def next_phase(self) -> bool:
+        self.phase += 1
+        if self.phase > 1:
+            return False
+        rows = [r for r in _recipients(self.setup.caller, self.broadcast_id) if r.get("provider_message_id")]
+        items, self.expected_receipts = _receipts(self.setup.random, rows, self.setup.address)
+        self.status_calls = self.setup.post_statuses(items)
+        return True
+
+
+class MarketingScenario(_WithReceipts):
     """A marketing WhatsApp broadcast to `size` contacts (created through POST /orgs/c/contacts/bulk; the
     audience is a static segment of them), scheduled through the API; then status receipts (delivered,
     read; some repeated, some out of order) for every message sent. Options: `provider_faults`
@@ -407,15 +427,6 @@ class MarketingScenario:
             if status not in ("SCHEDULED", "SENDING", "SENT"):
                 raise AssertionError(f"schedule: {answer.status_code} {answer.text}; broadcast {status}")
 
-    def next_phase(self) -> bool:
-        self.phase += 1
-        if self.phase > 1:
-            return False
-        rows = [r for r in _recipients(self.setup.caller, self.broadcast_id) if r.get("provider_message_id")]
-        items, self.expected_receipts = _receipts(self.setup.random, rows, self.setup.address)
-        self.status_calls = self.setup.post_statuses(items)
-        return True
-
     def check(self) -> list[Ledger]:
         caller = self.setup.caller
         rows = _recipients(caller, self.broadcast_id)
@@ -439,7 +450,7 @@ class MarketingScenario:
         return [sends, receipts]
 
 
-class TransactionalScenario:
+class TransactionalScenario(_WithReceipts):
     """`size` transactional sends of an ACTIVE WhatsApp broadcast through POST .../send, each with its own
     Idempotency-Key and contact, a third of them in the background (202, TransactionalQueue); a caller that
     retries 5xx and 429 with the same key. Then receipts for what was sent. Same options as
@@ -474,15 +485,6 @@ class TransactionalScenario:
                 self.accepted[key] = answer.json()
             else:
                 self.refused[key] = f"{answer.status_code} {answer.text[:200]}"
-
-    def next_phase(self) -> bool:
-        self.phase += 1
-        if self.phase > 1:
-            return False
-        rows = [r for r in _recipients(self.setup.caller, self.broadcast_id) if r.get("provider_message_id")]
-        items, self.expected_receipts = _receipts(self.setup.random, rows, self.setup.address)
-        self.status_calls = self.setup.post_statuses(items)
-        return True
 
     def check(self) -> list[Ledger]:
         caller = self.setup.caller
